@@ -1,0 +1,1 @@
+"""Emulator of the provider's token service (SPEC §3)."""

@@ -1,0 +1,1 @@
+"""mqtt-token-sim: AppServer, client SDK, fleet, stack and CLI."""
