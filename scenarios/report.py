@@ -1,0 +1,470 @@
+"""What a scenario reports: figures, expectations, a timeline (pure; no I/O, no clock).
+
+The JSON form is a stable schema for CI consumers (``SCHEMA_VERSION`` 1, documented in
+``docs/scenarios.md``)::
+
+    {
+      "schema_version": 1,
+      "scenario": "reconnect-storm",
+      "passed": true,                       # every expectation passed
+      "started_at": "2026-11-28T18:00:00Z", # UTC, ISO 8601
+      "duration_s": 12.3,                   # real seconds
+      "params": {"clients": 200, ...},      # what the run was asked to do
+      "figures": {"reconnect_seconds": 1.9, ...},   # name -> number (int or float)
+      "expectations": [{"name": "...", "passed": true, "detail": "..."}],
+      "timeline": [{"t": 0.0, "connected": 0, "token_requests": 0, "applies": 0}, ...],
+      "marks": [{"t": 3.2, "label": "kick_all"}]
+    }
+
+Additive changes (a new figure, a new key) keep the version; renaming or removing a key
+or changing a unit bumps it.  Durations are seconds unless the name ends in ``_ms``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Expectation",
+    "Mark",
+    "ReportError",
+    "ScenarioReport",
+    "TimelinePoint",
+    "latency_figures",
+    "percentile",
+    "render_html",
+    "render_summary",
+    "spread_figures",
+]
+
+SCHEMA_VERSION = 1
+
+
+class ReportError(ValueError):
+    """A report document does not follow the schema."""
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def percentile(values: Iterable[float], p: float) -> float:
+    """The ``p``-th percentile (0..100) with linear interpolation between closest ranks
+    (numpy's default, "type 7"); ``nan`` for no values."""
+    if not 0 <= p <= 100:
+        raise ValueError(f"percentile must be within 0..100, got {p!r}")
+    data = sorted(values)
+    if not data:
+        return math.nan
+    if len(data) == 1:
+        return float(data[0])
+    rank = (len(data) - 1) * p / 100.0
+    lo = math.floor(rank)
+    hi = min(lo + 1, len(data) - 1)
+    frac = rank - lo
+    return float(data[lo] + (data[hi] - data[lo]) * frac)
+
+
+def latency_figures(prefix: str, seconds: Sequence[float]) -> dict[str, float]:
+    """``{prefix}_p50_ms``, ``_p95_ms``, ``_p99_ms``, ``_max_ms``, ``_mean_ms`` from
+    durations in seconds; empty input gives no figures rather than NaNs."""
+    if not seconds:
+        return {}
+    ms = [s * 1000.0 for s in seconds]
+    return {
+        f"{prefix}_p50_ms": round(percentile(ms, 50), 3),
+        f"{prefix}_p95_ms": round(percentile(ms, 95), 3),
+        f"{prefix}_p99_ms": round(percentile(ms, 99), 3),
+        f"{prefix}_max_ms": round(max(ms), 3),
+        f"{prefix}_mean_ms": round(sum(ms) / len(ms), 3),
+    }
+
+
+def spread_figures(
+    prefix: str, seconds: Sequence[float], *, bucket_s: float = 0.1
+) -> dict[str, float]:
+    """How spread out a set of instants is (retry spread of a storm: SPEC §6 asks for no
+    synchronized retry loop).  ``{prefix}_stdev_s`` (population), ``{prefix}_range_s`` and
+    ``{prefix}_max_bucket_share``: the largest fraction of the instants falling into one
+    ``bucket_s`` wide bucket (1.0 = all in lockstep)."""
+    if not seconds:
+        return {}
+    n = len(seconds)
+    mean = sum(seconds) / n
+    stdev = math.sqrt(sum((s - mean) ** 2 for s in seconds) / n)
+    lo = min(seconds)
+    buckets: dict[int, int] = {}
+    for s in seconds:
+        b = int((s - lo) // bucket_s)
+        buckets[b] = buckets.get(b, 0) + 1
+    return {
+        f"{prefix}_stdev_s": round(stdev, 4),
+        f"{prefix}_range_s": round(max(seconds) - lo, 4),
+        f"{prefix}_max_bucket_share": round(max(buckets.values()) / n, 4),
+    }
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One checked claim of a scenario, with a detail a human can act on."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+    @classmethod
+    def at_most(cls, name: str, value: float, limit: float, unit: str = "") -> Expectation:
+        u = f" {unit}" if unit else ""
+        ok = _finite(value) and value <= limit
+        return cls(name, ok, f"{_fmt(value)}{u} (limit ≤ {_fmt(limit)}{u})")
+
+    @classmethod
+    def at_least(cls, name: str, value: float, limit: float, unit: str = "") -> Expectation:
+        u = f" {unit}" if unit else ""
+        ok = _finite(value) and value >= limit
+        return cls(name, ok, f"{_fmt(value)}{u} (needs ≥ {_fmt(limit)}{u})")
+
+    @classmethod
+    def equal(cls, name: str, value: object, wanted: object) -> Expectation:
+        return cls(name, value == wanted, f"{_fmt(value)} (wanted {_fmt(wanted)})")
+
+    @classmethod
+    def check(cls, name: str, ok: bool, detail: str = "") -> Expectation:
+        return cls(name, bool(ok), detail)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class TimelinePoint:
+    """Counters sampled at ``t`` real seconds after the scenario started."""
+
+    t: float
+    values: Mapping[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": round(self.t, 4), **dict(self.values)}
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A labelled instant on the timeline (a kick, an outage starting, a phase)."""
+
+    t: float
+    label: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": round(self.t, 4), "label": self.label}
+
+
+@dataclass
+class ScenarioReport:
+    scenario: str
+    started_at: str = ""
+    duration_s: float = 0.0
+    params: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, float] = field(default_factory=dict)
+    expectations: list[Expectation] = field(default_factory=list)
+    timeline: list[TimelinePoint] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
+    error: str | None = None  # set when the scenario itself crashed (then passed is false)
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.error is None
+            and bool(self.expectations)
+            and all(e.passed for e in self.expectations)
+        )
+
+    def expect(self, expectation: Expectation) -> Expectation:
+        self.expectations.append(expectation)
+        return expectation
+
+    def failed_expectations(self) -> list[Expectation]:
+        return [e for e in self.expectations if not e.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "scenario": self.scenario,
+            "passed": self.passed,
+            "started_at": self.started_at,
+            "duration_s": round(self.duration_s, 3),
+            "params": dict(self.params),
+            "figures": {k: _json_number(v) for k, v in self.figures.items()},
+            "expectations": [e.to_dict() for e in self.expectations],
+            "timeline": [p.to_dict() for p in self.timeline],
+            "marks": [m.to_dict() for m in self.marks],
+        }
+        if self.error is not None:
+            doc["error"] = self.error
+        return doc
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        # allow_nan=False: the schema promises numbers, and NaN is not JSON.
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> ScenarioReport:
+        """Parse and validate a report document (what a CI consumer would do)."""
+        if not isinstance(doc, Mapping):
+            raise ReportError("a report is a JSON object")
+        version = doc.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ReportError(f"unsupported schema_version {version!r}")
+        scenario = doc.get("scenario")
+        if not isinstance(scenario, str) or not scenario:
+            raise ReportError("scenario must be a non-empty string")
+        figures = doc.get("figures")
+        if not isinstance(figures, Mapping) or not all(
+            isinstance(k, str) and _is_number(v) for k, v in figures.items()
+        ):
+            raise ReportError("figures must map names to numbers")
+        raw_exp = doc.get("expectations")
+        if not isinstance(raw_exp, list):
+            raise ReportError("expectations must be a list")
+        expectations = []
+        for e in raw_exp:
+            if (
+                not isinstance(e, Mapping)
+                or not isinstance(e.get("name"), str)
+                or not isinstance(e.get("passed"), bool)
+                or not isinstance(e.get("detail", ""), str)
+            ):
+                raise ReportError("each expectation needs name (str), passed (bool), detail (str)")
+            expectations.append(Expectation(e["name"], e["passed"], e.get("detail", "")))
+        timeline = []
+        for p in doc.get("timeline", []):
+            if not isinstance(p, Mapping) or not _is_number(p.get("t")):
+                raise ReportError("each timeline point needs a numeric t")
+            values = {k: v for k, v in p.items() if k != "t"}
+            if not all(_is_number(v) for v in values.values()):
+                raise ReportError("timeline values must be numbers")
+            timeline.append(TimelinePoint(float(p["t"]), values))
+        marks = []
+        for m in doc.get("marks", []):
+            if not isinstance(m, Mapping) or not _is_number(m.get("t")):
+                raise ReportError("each mark needs a numeric t")
+            marks.append(Mark(float(m["t"]), str(m.get("label", ""))))
+        params = doc.get("params", {})
+        if not isinstance(params, Mapping):
+            raise ReportError("params must be an object")
+        report = cls(
+            scenario=scenario,
+            started_at=str(doc.get("started_at", "")),
+            duration_s=float(doc.get("duration_s", 0.0)),
+            params=dict(params),
+            figures=dict(figures),
+            expectations=expectations,
+            timeline=timeline,
+            marks=marks,
+            error=doc.get("error"),
+        )
+        if bool(doc.get("passed")) != report.passed:
+            raise ReportError("passed disagrees with the expectations")
+        return report
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _finite(v: float) -> bool:
+    return isinstance(v, int | float) and math.isfinite(v)
+
+
+def _json_number(v: float) -> float | int:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int):
+        return v
+    if not math.isfinite(v):
+        raise ReportError("figures must be finite numbers (use a separate count figure)")
+    return round(float(v), 6)
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        if v == int(v) and abs(v) < 1e15:
+            return str(int(v))
+        return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) < 1000 else f"{v:,.1f}"
+    return str(v)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def render_summary(report: ScenarioReport) -> str:
+    """A plain-text table: figures, then expectations, then the verdict."""
+    lines = [f"scenario {report.scenario}: {report.duration_s:.1f} s"]
+    if report.params:
+        lines.append("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(report.params.items())))
+    if report.figures:
+        width = max(len(k) for k in report.figures)
+        lines.append("")
+        lines.append(f"  {'figure'.ljust(width)}  value")
+        lines.append(f"  {'-' * width}  {'-' * 12}")
+        for k, v in report.figures.items():
+            lines.append(f"  {k.ljust(width)}  {_fmt(v)}")
+    if report.expectations:
+        width = max(len(e.name) for e in report.expectations)
+        lines.append("")
+        for e in report.expectations:
+            lines.append(f"  [{'PASS' if e.passed else 'FAIL'}] {e.name.ljust(width)}  {e.detail}")
+    if report.error:
+        lines.append("")
+        lines.append(f"  ERROR: {report.error}")
+    lines.append("")
+    lines.append(f"{report.scenario}: {'PASSED' if report.passed else 'FAILED'}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- HTML
+
+_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
+
+
+def _nice_ceiling(v: float) -> float:
+    if v <= 0:
+        return 1.0
+    exp = 10.0 ** math.floor(math.log10(v))
+    for m in (1, 2, 2.5, 5, 10):
+        if v <= m * exp:
+            return m * exp
+    return 10 * exp  # pragma: no cover
+
+
+def timeline_svg(
+    points: Sequence[TimelinePoint],
+    series: Sequence[str],
+    *,
+    marks: Sequence[Mark] = (),
+    title: str = "",
+    width: int = 760,
+    height: int = 200,
+) -> str:
+    """One line chart (inline SVG) of ``series`` over time, vertical lines at ``marks``."""
+    left, right, top, bottom = 60, 150, 24, 30
+    pw, ph = width - left - right, height - top - bottom
+    t_max = max([p.t for p in points] + [m.t for m in marks] + [1e-9])
+    y_max = _nice_ceiling(
+        max([float(p.values.get(s, 0.0)) for p in points for s in series] + [0.0])
+    )
+
+    def x(t: float) -> float:
+        return float(left + pw * t / t_max)
+
+    def y(v: float) -> float:
+        return float(top + ph * (1 - v / y_max))
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(title)}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<text x="{left}" y="14" font-weight="bold">{html.escape(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>',
+    ]
+    for i in range(5):
+        v = y_max * i / 4
+        out.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>'
+            f'<text x="{left - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{_fmt(v)}</text>'
+        )
+    for i in range(6):
+        t = t_max * i / 5
+        out.append(f'<text x="{x(t):.1f}" y="{top + ph + 14}" text-anchor="middle">{t:.1f}s</text>')
+    for m in marks:
+        out.append(
+            f'<line class="mark" x1="{x(m.t):.1f}" x2="{x(m.t):.1f}" y1="{top}" '
+            f'y2="{top + ph}" stroke="#888" stroke-dasharray="4 3"/>'
+            f'<text x="{x(m.t) + 2:.1f}" y="{top + 10}" fill="#555">{html.escape(m.label)}</text>'
+        )
+    for i, s in enumerate(series):
+        colour = _COLOURS[i % len(_COLOURS)]
+        coords = " ".join(
+            f"{x(p.t):.1f},{y(float(p.values.get(s, 0.0))):.1f}" for p in points if s in p.values
+        )
+        if coords:
+            out.append(
+                f'<polyline class="series" data-series="{html.escape(s)}" fill="none" '
+                f'stroke="{colour}" stroke-width="1.5" points="{coords}"/>'
+            )
+        ly = top + 12 + 16 * i
+        out.append(
+            f'<line x1="{left + pw + 10}" x2="{left + pw + 28}" y1="{ly - 4}" y2="{ly - 4}" '
+            f'stroke="{colour}" stroke-width="2"/>'
+            f'<text x="{left + pw + 32}" y="{ly}">{html.escape(s)}</text>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+# Which series share a chart: counts of clients apart from cumulative request counters.
+DEFAULT_CHARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("connected clients", ("connected",)),
+    ("token requests and upstream applies (cumulative)", ("token_requests", "applies")),
+)
+
+
+def render_html(report: ScenarioReport) -> str:
+    """A self-contained HTML page: verdict, figures, expectations, timeline charts as
+    inline SVG (no script, no CDN: it opens offline and in CI artefact viewers)."""
+    esc = html.escape
+    verdict = "PASSED" if report.passed else "FAILED"
+    colour = "#2ca02c" if report.passed else "#d62728"
+    known = {s for _, ss in DEFAULT_CHARTS for s in ss}
+    present = {k for p in report.timeline for k in p.values}
+    charts = [(title, [s for s in ss if s in present]) for title, ss in DEFAULT_CHARTS]
+    extra = sorted(present - known)
+    if extra:
+        charts.append(("other counters", extra))
+    svgs = [
+        timeline_svg(report.timeline, ss, marks=report.marks, title=title)
+        for title, ss in charts
+        if ss
+    ]
+    rows_f = "".join(
+        f"<tr><td>{esc(k)}</td><td class=num>{esc(_fmt(v))}</td></tr>"
+        for k, v in report.figures.items()
+    )
+    rows_e = "".join(
+        f"<tr class={'pass' if e.passed else 'fail'}><td>{'PASS' if e.passed else 'FAIL'}</td>"
+        f"<td>{esc(e.name)}</td><td>{esc(e.detail)}</td></tr>"
+        for e in report.expectations
+    )
+    params = ", ".join(f"{esc(k)}={esc(_fmt(v))}" for k, v in sorted(report.params.items()))
+    error = f"<p class=fail>error: {esc(report.error)}</p>" if report.error else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{esc(report.scenario)}: {verdict}</title>
+<style>
+body{{font-family:sans-serif;margin:2em;max-width:60em}}
+table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}
+td.num{{text-align:right;font-variant-numeric:tabular-nums}}
+tr.fail td,p.fail{{color:#d62728}} tr.pass td:first-child{{color:#2ca02c}}
+.verdict{{color:{colour}}}
+</style></head><body>
+<h1>{esc(report.scenario)} <span class="verdict">{verdict}</span></h1>
+<p>started {esc(report.started_at)} · {report.duration_s:.1f} s · {params}</p>
+{error}
+<h2>Timeline</h2>
+{"".join(f"<div>{s}</div>" for s in svgs) or "<p>no samples</p>"}
+<h2>Expectations</h2>
+<table><tr><th></th><th>expectation</th><th>detail</th></tr>{rows_e}</table>
+<h2>Figures</h2>
+<table><tr><th>figure</th><th>value</th></tr>{rows_f}</table>
+</body></html>
+"""
