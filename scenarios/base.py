@@ -1,0 +1,218 @@
+"""Running a scenario: the registry, the parameters, the per-run context.
+
+A scenario is a module with::
+
+    NAME = "reconnect-storm"
+    DESCRIPTION = "..."
+    DEFAULT_CLIENTS = 200
+    CLOCK = "system" | "manual" | "scaled"        # what its embedded stack runs on
+    def embedded_options(params) -> EmbeddedOptions
+    async def run(ctx: RunContext) -> None       # fills ctx.report
+
+:func:`run_scenario` builds the environment (embedded unless endpoints are given),
+samples the timeline (connected clients from the scenario, token requests and
+upstream applies from the parts' metrics) and turns a crash into a failed report with
+``error`` set, so a CI consumer always gets a document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import importlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from sim.clock import Clock, ManualClock, ScaledClock, SystemClock
+
+from .env import (
+    EmbeddedOptions,
+    Endpoints,
+    Environment,
+    embedded_environment,
+    external_environment,
+    token_requests_of,
+)
+from .progress import NullProgress, ProgressSink
+from .report import ScenarioReport
+from .timeline import TimelineSampler
+
+__all__ = [
+    "SCENARIOS",
+    "RunContext",
+    "ScenarioParams",
+    "load_scenario",
+    "run_scenario",
+]
+
+log = logging.getLogger(__name__)
+
+#: scenario name -> module (imported lazily).
+SCENARIOS: dict[str, str] = {
+    "reconnect-storm": "scenarios.reconnect_storm",
+    "cache-reuse": "scenarios.cache_reuse",
+    "outage-recovery": "scenarios.outage_recovery",
+    "expiry-refresh": "scenarios.expiry_refresh",
+    "revocation": "scenarios.revocation",
+}
+
+
+@dataclass(frozen=True)
+class ScenarioParams:
+    clients: int | None = None  # None: the scenario's default
+    seed: int = 0
+    #: Scenario-specific knobs (``--set name=value``), documented per scenario.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: Real-time interval of the timeline samples.
+    sample_interval_s: float = 0.2
+    #: Where the embedded stack keeps its data (a temporary dir when None).
+    data_dir: str | None = None
+    #: Time scale of a scaled clock (scenarios whose CLOCK is "scaled").
+    time_scale: float = 60.0
+
+    def option(self, name: str, default: Any) -> Any:
+        value = self.options.get(name, default)
+        if isinstance(default, bool) and isinstance(value, str):
+            low = value.strip().lower()
+            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(f"option {name} must be a boolean, got {value!r}")
+            return low in ("1", "true", "yes", "on")
+        if isinstance(default, int | float) and not isinstance(default, bool):
+            try:
+                return type(default)(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"option {name} must be a number, got {value!r}") from None
+        return value
+
+
+class RunContext:
+    """What a scenario's ``run`` gets: the environment, its parameters, the report to
+    fill, the timeline to mark, a progress sink and a seeded random generator."""
+
+    def __init__(
+        self,
+        env: Environment,
+        params: ScenarioParams,
+        clients: int,
+        report: ScenarioReport,
+        timeline: TimelineSampler,
+        progress: ProgressSink,
+    ):
+        self.env = env
+        self.params = params
+        self.clients = clients
+        self.report = report
+        self.timeline = timeline
+        self.progress = progress
+        self.rng = random.Random(params.seed)
+        #: Set by the scenario: how many of its clients are connected right now.
+        self.connected: Callable[[], int] = lambda: 0
+
+    def mark(self, label: str) -> None:
+        self.timeline.mark(label)
+
+    def figure(self, name: str, value: float) -> None:
+        self.report.figures[name] = value
+
+    def option(self, name: str, default: Any) -> Any:
+        return self.params.option(name, default)
+
+
+def load_scenario(name: str) -> ModuleType:
+    try:
+        module_name = SCENARIOS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown scenario {name!r}; known: {', '.join(sorted(SCENARIOS))}"
+        ) from None
+    return importlib.import_module(module_name)
+
+
+def _clock_for(mode: str, params: ScenarioParams) -> Clock:
+    if mode == "manual":
+        return ManualClock(start=time.time())
+    if mode == "scaled":
+        return ScaledClock(params.time_scale)
+    return SystemClock()
+
+
+async def run_scenario(
+    name: str,
+    params: ScenarioParams | None = None,
+    *,
+    endpoints: Endpoints | None = None,
+    progress: ProgressSink | None = None,
+    clock: Clock | None = None,
+) -> ScenarioReport:
+    """Run one scenario and return its report (never raises for a scenario failure)."""
+    params = params or ScenarioParams()
+    progress = progress or NullProgress()
+    module = load_scenario(name)
+    clients = int(params.clients if params.clients is not None else module.DEFAULT_CLIENTS)
+    if clients < 1:
+        raise ValueError("--clients must be at least 1")
+    report = ScenarioReport(
+        scenario=module.NAME,
+        started_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        params={"clients": clients, "seed": params.seed, **dict(params.options)},
+    )
+    report.params["stack"] = "external" if endpoints else "embedded"
+    t0 = time.monotonic()
+    try:
+        if endpoints is None:
+            options: EmbeddedOptions = module.embedded_options(params)
+            if params.data_dir:
+                options = _with_data_dir(options, params.data_dir)
+            env_cm: Any = embedded_environment(
+                options, clock=clock or _clock_for(module.CLOCK, params)
+            )
+        else:
+            env_cm = external_environment(endpoints, clock=clock)
+        async with env_cm as env:
+            report.params["clock"] = env.clock.mode
+            ctx_box: list[RunContext] = []
+
+            async def probe() -> dict[str, float]:
+                values: dict[str, float] = {}
+                if ctx_box:
+                    values["connected"] = float(ctx_box[0].connected())
+                got: tuple[Any, Any] = await asyncio.gather(
+                    env.appserver_metrics(), env.upstream_applies(), return_exceptions=True
+                )
+                a, b = got
+                if not isinstance(a, BaseException):
+                    values["token_requests"] = token_requests_of(a)
+                if not isinstance(b, BaseException):
+                    values["applies"] = float(b)
+                return values
+
+            sampler = TimelineSampler(probe, interval_s=params.sample_interval_s)
+            ctx = RunContext(env, params, clients, report, sampler, progress)
+            ctx_box.append(ctx)
+            async with sampler:
+                await module.run(ctx)
+            report.timeline = sampler.points
+            report.marks = sampler.marks
+    except Exception as exc:
+        # A crash is a bug of the scenario or of the stack: keep the trace in the log.
+        log.error("scenario %s crashed", name, exc_info=True)
+        report.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        progress.close()
+        report.duration_s = time.monotonic() - t0
+    return report
+
+
+def _with_data_dir(options: EmbeddedOptions, data_dir: str) -> EmbeddedOptions:
+    from dataclasses import replace
+    from pathlib import Path
+
+    with contextlib.suppress(TypeError):
+        return replace(options, data_dir=Path(data_dir))
+    return options  # pragma: no cover

@@ -1,0 +1,117 @@
+"""``mqtt-token-sim run SCENARIO``: run a scenario, show progress, report its figures.
+
+Exit status: 0 when every expectation passed, 1 when one failed, 2 when the scenario
+could not run (the stack did not start, an endpoint was unreachable, a crash); the
+JSON report is written in every case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from .base import SCENARIOS, ScenarioParams, run_scenario
+from .env import Endpoints
+from .progress import NullProgress, Progress
+from .report import render_html, render_summary
+
+__all__ = ["add_arguments", "run"]
+
+EXIT_PASSED, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", choices=sorted(SCENARIOS), help="which scenario to run")
+    parser.add_argument(
+        "--clients", type=int, default=None, help="number of clients (default: per scenario)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    parser.add_argument("--report", type=Path, metavar="OUT.json", help="write the JSON report")
+    parser.add_argument("--html", type=Path, metavar="OUT.html", help="write the HTML report")
+    parser.add_argument(
+        "--set",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a scenario option (see docs/scenarios.md), repeatable",
+    )
+    parser.add_argument(
+        "--sample-ms", type=int, default=200, help="timeline sampling interval (real ms)"
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=60.0,
+        help="speed of the scaled clock for scenarios that use one (default 60)",
+    )
+    parser.add_argument("--data-dir", help="data dir of the embedded stack (default: a temp dir)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    ext = parser.add_argument_group(
+        "external endpoints", "give all three to run against a stack that is already up"
+    )
+    ext.add_argument("--authserver", metavar="URL", help="AuthServer base URL (admin API on it)")
+    ext.add_argument("--appserver", metavar="URL", help="AppServer base URL")
+    ext.add_argument("--broker", metavar="URL", help="broker URL, mqtt://host:port")
+
+
+def _parse_options(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--set wants NAME=VALUE, got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        options = _parse_options(args.options)
+        endpoints = _endpoints(args)
+        if args.sample_ms <= 0:
+            raise ValueError("--sample-ms must be > 0")
+        if args.clients is not None and args.clients < 1:
+            raise ValueError("--clients must be at least 1")
+    except ValueError as exc:
+        print(f"mqtt-token-sim run: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    params = ScenarioParams(
+        clients=args.clients,
+        seed=args.seed,
+        options=options,
+        sample_interval_s=args.sample_ms / 1000.0,
+        data_dir=args.data_dir,
+        time_scale=args.time_scale,
+    )
+    progress = NullProgress() if args.quiet else Progress(sys.stderr)
+    report = asyncio.run(
+        run_scenario(args.scenario, params, endpoints=endpoints, progress=progress)
+    )
+    sys.stdout.write(render_summary(report))
+    if args.report:
+        args.report.write_text(report.to_json() + "\n", encoding="utf-8")
+    if args.html:
+        args.html.write_text(render_html(report), encoding="utf-8")
+    if report.error is not None:
+        return EXIT_ERROR
+    return EXIT_PASSED if report.passed else EXIT_FAILED
+
+
+def _endpoints(args: argparse.Namespace) -> Endpoints | None:
+    given = [args.authserver, args.appserver, args.broker]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ValueError("external endpoints need all of --authserver, --appserver and --broker")
+    for flag, url, schemes in (
+        ("--authserver", args.authserver, ("http", "https")),
+        ("--appserver", args.appserver, ("http", "https")),
+        ("--broker", args.broker, ("mqtt", "tcp")),
+    ):
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if scheme not in schemes:
+            raise ValueError(f"{flag} must be a {'/'.join(schemes)} URL, got {url!r}")
+    return Endpoints(args.authserver.rstrip("/"), args.appserver.rstrip("/"), args.broker)
