@@ -1,0 +1,224 @@
+"""The aiohttp shell: app factory, the one error-rendering middleware, routes.
+
+Handlers parse the request, call the pure core (:mod:`.validation`, :mod:`.auth`,
+:mod:`.ttl`, :mod:`.faults`) and render success; every failure is an exception of the
+error tree (:mod:`.errors`), rendered here in the wire style of the request:
+
+* legacy token API (``/token/*``): ``{"success", "code", "message", "tokenData"}``;
+* OpenAPI (``/``): ``{"RequestId", "HostId", "Code", "Message"}`` with a 4xx/5xx status;
+* admin API (``/admin/*``): ``{"code", "message"}`` with a 4xx status.
+
+Nothing else reaches a client: an unexpected exception is logged and answered as
+``InternalError`` without a trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from sim.clock import Clock
+
+from . import admin, legacy_api, openapi
+from .auth import NonceStore
+from .config import DEV_ACCOUNT, AuthServerConfig
+from .errors import (
+    AdminForbidden,
+    AuthServerError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    ParameterError,
+)
+from .faults import FaultSet
+from .feedwait import FeedSignal
+from .keys import (
+    CLOCK,
+    CODE,
+    CONFIG,
+    ENGINE,
+    FAULTS,
+    FEED,
+    METRICS,
+    MONOTONIC,
+    NONCES,
+    OPERATION,
+    REQUEST_ID,
+    WALL,
+)
+from .metrics import Metrics
+from .ttl import Repository, TTLEngine
+
+__all__ = ["HOST_ID", "create_app", "error_response", "wire_style"]
+
+log = logging.getLogger("mock_authserver")
+
+HOST_ID = "onsmqtt.mock.local"
+_LOOPBACK = ("127.", "::1", "::ffff:127.")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def wire_style(path: str) -> str:
+    if path.startswith("/token/"):
+        return "legacy"
+    if path.startswith("/admin/") or path == "/admin":
+        return "admin"
+    return "openapi"
+
+
+def request_id(request: web.Request) -> str:
+    rid = request.get(REQUEST_ID)
+    if rid is None:
+        rid = request[REQUEST_ID] = str(uuid.uuid4()).upper()
+    return str(rid)
+
+
+def error_response(request: web.Request, err: AuthServerError) -> web.Response:
+    style = wire_style(request.path)
+    request[CODE] = str(err.legacy_code)
+    if style == "legacy":
+        body: dict[str, Any] = {
+            "success": False,
+            "code": err.legacy_code,
+            "message": err.message,
+            "tokenData": "",
+        }
+        return web.json_response(body, status=err.legacy_http_status)
+    if style == "openapi":
+        return web.json_response(
+            {
+                "RequestId": request_id(request),
+                "HostId": HOST_ID,
+                "Code": err.openapi_code,
+                "Message": err.message,
+            },
+            status=err.http_status,
+        )
+    return web.json_response(
+        {"code": err.openapi_code, "message": err.message}, status=err.http_status
+    )
+
+
+def _is_loopback(request: web.Request) -> bool:
+    remote = request.remote or ""
+    return remote.startswith(_LOOPBACK) or remote == "localhost"
+
+
+def _from_http_exception(exc: web.HTTPException) -> AuthServerError:
+    if exc.status == 404:
+        return NotFound(f"no such resource: {exc.reason}")
+    if exc.status == 405:
+        return MethodNotAllowed("method not allowed here")
+    if exc.status == 413:
+        return ParameterError("the request body is too large")
+    if 400 <= exc.status < 500:
+        return ParameterError(f"bad request: {exc.reason}")
+    return InternalError("internal error")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    try:
+        if (
+            wire_style(request.path) == "admin"
+            and not request.app[CONFIG].admin_allow_remote
+            and not _is_loopback(request)
+        ):
+            raise AdminForbidden("the admin API answers loopback peers only")
+        response = await handler(request)
+    except AuthServerError as err:
+        response = error_response(request, err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(request, _from_http_exception(exc))
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        response = error_response(request, InternalError("internal error"))
+    op = request.get(OPERATION)
+    if op is not None:
+        metrics = request.app[METRICS]
+        metrics.requests.labels(op, request.get(CODE, "200")).inc()
+        metrics.latency.labels(op).observe(time.perf_counter() - started)
+    return response
+
+
+def create_app(
+    config: AuthServerConfig,
+    *,
+    clock: Clock,
+    repo: Repository,
+    wall: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> web.Application:
+    """The AuthServer app on ``repo`` (storage) and ``clock`` (virtual time)."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
+    engine = TTLEngine(
+        clock,
+        repo,
+        feed_keep=config.feed_keep,
+        dev_account=DEV_ACCOUNT if config.dev_account else None,
+        accounts=config.accounts,
+    )
+    metrics = Metrics()
+    feed = FeedSignal()
+    engine.add_listener(feed.notify)
+
+    def on_event(event: dict[str, Any]) -> None:
+        metrics.feed_seq.set(event["seq"])
+
+    engine.add_listener(on_event)
+    metrics.feed_seq.set(engine.seq)
+    metrics.revoked.set_function(lambda: len(engine.bootstrap()["revoked"]))
+
+    app[CONFIG] = config
+    app[CLOCK] = clock
+    app[ENGINE] = engine
+    app[WALL] = wall
+    app[MONOTONIC] = monotonic
+    app[NONCES] = NonceStore(config.timestamp_skew_s, config.nonce_capacity)
+    app[FAULTS] = FaultSet(seed=config.fault_seed)
+    app[FEED] = feed
+    app[METRICS] = metrics
+
+    legacy_api.add_routes(app)
+    admin.add_routes(app)
+    openapi.add_routes(app)
+    app.cleanup_ctx.append(_sweeper)
+
+    async def wake_pollers(app: web.Application) -> None:
+        app[FEED].close()
+
+    app.on_shutdown.append(wake_pollers)
+    return app
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Forget expired revocations every ``sweep_interval_s`` of virtual time."""
+    clock, engine = app[CLOCK], app[ENGINE]
+    interval = app[CONFIG].sweep_interval_s
+
+    async def loop() -> None:
+        while True:
+            await clock.sleep(interval)
+            try:
+                engine.sweep()
+            except Exception:  # storage trouble must not kill the sweeper
+                log.exception("sweep failed")
+
+    task = asyncio.create_task(loop(), name="authserver-sweeper")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,130 @@
+"""``mqtt-token-sim authserver``: flags, and a run that stops cleanly on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from sim.clock import ClockSpec
+
+from .config import DEFAULT_PORT, AuthServerConfig, load_accounts_file
+
+__all__ = ["add_arguments", "config_from_args", "run"]
+
+log = logging.getLogger("mock_authserver")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free port, printed at start)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("./data"),
+        help="directory of the SQLite store: accounts, signing key, issued and revoked"
+        " tokens (default ./data)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        metavar="S",
+        help="run a scaled clock: S virtual seconds per real second",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=["system", "manual"],
+        default="system",
+        help="'manual': time moves only by POST /admin/clock/advance",
+    )
+    parser.add_argument(
+        "--clock-epoch",
+        type=float,
+        default=None,
+        help="virtual start time, Unix seconds (scaled/manual; processes of one stack agree)",
+    )
+    parser.add_argument(
+        "--clock-wall0",
+        type=float,
+        default=None,
+        help="real Unix time at which virtual time was --clock-epoch (scaled clock)",
+    )
+    parser.add_argument(
+        "--accounts",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="accounts to create or update at start, JSON or TOML:"
+        ' {"accounts": [{"access_key_id", "secret", "instances", "enabled"}]}',
+    )
+    parser.add_argument(
+        "--no-dev-account",
+        action="store_true",
+        help="do not create the dev account (dev-ak/dev-sk, instance mqtt-dev)",
+    )
+    parser.add_argument(
+        "--admin-allow-remote",
+        action="store_true",
+        help="answer the admin API for non-loopback peers too (default: loopback only)",
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault dice")
+
+
+def config_from_args(args: argparse.Namespace) -> AuthServerConfig:
+    if args.clock == "manual":
+        if args.time_scale is not None:
+            raise ValueError("--time-scale and --clock manual exclude each other")
+        spec = ClockSpec(mode="manual", epoch=args.clock_epoch)
+    elif args.time_scale is not None:
+        spec = ClockSpec(
+            mode="scaled", scale=args.time_scale, epoch=args.clock_epoch, wall0=args.clock_wall0
+        )
+    else:
+        spec = ClockSpec()
+    accounts = load_accounts_file(args.accounts) if args.accounts else ()
+    return AuthServerConfig(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        clock=spec,
+        accounts=accounts,
+        dev_account=not args.no_dev_account,
+        admin_allow_remote=args.admin_allow_remote,
+        fault_seed=args.fault_seed,
+    )
+
+
+async def _serve(config: AuthServerConfig) -> None:
+    from .runner import run_authserver
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with run_authserver(config) as auth:
+        print(f"AuthServer listening on {auth.url} (data dir {config.data_dir})", flush=True)
+        await stop.wait()
+    log.info("AuthServer stopped")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except (ValueError, OSError) as exc:
+        print(f"mqtt-token-sim authserver: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(config))
+    except OSError as exc:  # e.g. the port is taken
+        print(f"mqtt-token-sim authserver: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,208 @@
+"""SQLite storage of the AuthServer (SPEC §3c: issued and revoked state persists).
+
+One file, ``authserver.sqlite3`` under the data dir, in WAL mode: accounts, token
+signing keys, issued tokens, revocations and the feed of events.  Calls are synchronous
+and short (one indexed write per request); the TTL engine
+(:mod:`mock_authserver.ttl`) is the only writer, through the :class:`Repository`
+protocol it declares, so the engine itself stays free of I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from .config import AccountSpec
+from .tokens import TokenClaims
+
+__all__ = ["DB_FILE", "SqliteStore"]
+
+DB_FILE = "authserver.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    access_key_id TEXT PRIMARY KEY, secret TEXT NOT NULL,
+    instances TEXT NOT NULL, enabled INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid TEXT PRIMARY KEY, key BLOB NOT NULL, created_ms INTEGER NOT NULL,
+    current INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_id TEXT PRIMARY KEY, access_key_id TEXT NOT NULL, instance_id TEXT NOT NULL,
+    actions TEXT NOT NULL, resources TEXT NOT NULL,
+    expire_ms INTEGER NOT NULL, issued_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS tokens_expire ON tokens (expire_ms);
+CREATE TABLE IF NOT EXISTS revocations (
+    token_id TEXT PRIMARY KEY, revoked_ms INTEGER NOT NULL, expire_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, data TEXT NOT NULL);
+"""
+
+
+class SqliteStore:
+    """The engine's repository, on SQLite.  ``path=None`` keeps it in memory."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            str(path) if path is not None else ":memory:",
+            isolation_level=None,  # autocommit; explicit BEGIN where several writes go together
+            check_same_thread=False,
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: durable across process crashes, one fsync per checkpoint.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def in_dir(cls, data_dir: Path | None) -> SqliteStore:
+        return cls(None if data_dir is None else Path(data_dir) / DB_FILE)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- meta ---------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (key, value))
+
+    # -- accounts -------------------------------------------------------------------------
+
+    def load_accounts(self) -> list[AccountSpec]:
+        rows = self._db.execute(
+            "SELECT access_key_id, secret, instances, enabled FROM accounts ORDER BY 1"
+        ).fetchall()
+        return [AccountSpec(r[0], r[1], tuple(json.loads(r[2])), bool(r[3])) for r in rows]
+
+    def put_account(self, account: AccountSpec) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?)",
+            (
+                account.access_key_id,
+                account.secret,
+                json.dumps(list(account.instances)),
+                int(account.enabled),
+            ),
+        )
+
+    def delete_account(self, access_key_id: str) -> None:
+        self._db.execute("DELETE FROM accounts WHERE access_key_id = ?", (access_key_id,))
+
+    # -- signing keys ---------------------------------------------------------------------
+
+    def load_keys(self) -> tuple[dict[str, bytes], str | None]:
+        rows = self._db.execute(
+            "SELECT kid, key, current FROM signing_keys ORDER BY created_ms"
+        ).fetchall()
+        current = next((r[0] for r in rows if r[2]), None)
+        return {r[0]: bytes(r[1]) for r in rows}, current
+
+    def add_key(self, kid: str, key: bytes, created_ms: int) -> None:
+        with self._tx():
+            self._db.execute("UPDATE signing_keys SET current = 0")
+            self._db.execute("INSERT INTO signing_keys VALUES (?, ?, ?, 1)", (kid, key, created_ms))
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def save_token(self, claims: TokenClaims) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                claims.token_id,
+                claims.access_key_id,
+                claims.instance_id,
+                ",".join(sorted(claims.actions)),
+                json.dumps(list(claims.resources)),
+                claims.expire_ms,
+                claims.issued_ms,
+            ),
+        )
+
+    def get_token(self, token_id: str) -> TokenClaims | None:
+        row = self._db.execute(
+            "SELECT token_id, access_key_id, instance_id, actions, resources, expire_ms,"
+            " issued_ms FROM tokens WHERE token_id = ?",
+            (token_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return TokenClaims(
+            token_id=row[0],
+            access_key_id=row[1],
+            instance_id=row[2],
+            actions=frozenset(a for a in row[3].split(",") if a),
+            resources=tuple(json.loads(row[4])),
+            expire_ms=row[5],
+            issued_ms=row[6],
+        )
+
+    def count_tokens(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM tokens").fetchone()[0])
+
+    # -- revocations and the feed -----------------------------------------------------------
+
+    def save_revocation(
+        self, token_id: str, revoked_ms: int, expire_ms: int, event: dict[str, Any]
+    ) -> None:
+        with self._tx():
+            self._db.execute(
+                "INSERT OR REPLACE INTO revocations VALUES (?, ?, ?)",
+                (token_id, revoked_ms, expire_ms),
+            )
+            self._append(event)
+
+    def load_revocations(self, after_ms: int) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT token_id, expire_ms FROM revocations WHERE expire_ms > ?", (after_ms,)
+        ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def append_event(self, event: dict[str, Any]) -> None:
+        self._append(event)
+
+    def _append(self, event: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO events (seq, data) VALUES (?, ?)",
+            (event["seq"], json.dumps(event, separators=(",", ":"))),
+        )
+
+    def load_events(self, keep: int) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT data FROM events ORDER BY seq DESC LIMIT ?", (keep,)
+        ).fetchall()
+        return [json.loads(r[0]) for r in reversed(rows)]
+
+    def last_seq(self) -> int:
+        row = self._db.execute("SELECT max(seq) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def prune(self, before_ms: int, keep_events: int) -> None:
+        """Forget tokens and revocations that expired before ``before_ms``; trim the feed."""
+        with self._tx():
+            self._db.execute("DELETE FROM tokens WHERE expire_ms < ?", (before_ms,))
+            self._db.execute("DELETE FROM revocations WHERE expire_ms < ?", (before_ms,))
+            self._db.execute(
+                "DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ?",
+                (keep_events,),
+            )
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db)
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

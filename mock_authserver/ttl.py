@@ -1,0 +1,408 @@
+"""The TTL engine: accounts, issue/query/revoke rules, revocations and the feed (SPEC §3c).
+
+Pure core: no HTTP, no sockets, no wall clock.  "Now" comes from the injected clock
+(virtual time: a token's expiry is a virtual instant), storage from an injected
+:class:`Repository` (SQLite in production, :class:`MemoryRepository` in unit tests).
+
+Rules (SPEC §3a):
+* ``expireTime`` at least ``now + 60 s`` (else a parameter error), more than
+  ``now + 30 days`` is capped at 30 days;
+* the instance must be one the AccessKey's account owns;
+* query answers valid / forged (1) / expired (2) / revoked (3); a token of another
+  account is, for that caller, forged;
+* revoke of a forged token or another account's token fails (410); revoking twice, or an
+  expired token, is a no-op success.
+
+The feed: every revocation and account change is an event with a growing ``seq``; the
+broker reads :meth:`TTLEngine.bootstrap` once, then follows :meth:`TTLEngine.feed`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .config import AccountSpec
+from .errors import (
+    AccessKeyDisabled,
+    AccessKeyNotFound,
+    RevokeFailed,
+    TokenExpired,
+    TokenForged,
+    TokenGenerationError,
+    TokenRevoked,
+    UnknownInstance,
+)
+from .errors import ParameterError as _ParameterError
+from .tokens import MAX_TOKEN_CHARS, TokenClaims, TokenCodec, new_key, new_token_id
+from .validation import ApplyRequest
+
+__all__ = [
+    "MAX_TTL_MS",
+    "MIN_TTL_MS",
+    "IssuedToken",
+    "MemoryRepository",
+    "NowSource",
+    "Repository",
+    "TTLEngine",
+]
+
+MIN_TTL_MS = 60_000
+MAX_TTL_MS = 30 * 24 * 3600 * 1000
+#: How long expired tokens stay inspectable before a sweep forgets them (virtual ms).
+RETENTION_MS = 24 * 3600 * 1000
+
+
+class NowSource(Protocol):
+    def now_ms(self) -> int: ...
+
+
+class Repository(Protocol):
+    """What the engine needs from storage (see :class:`mock_authserver.store.SqliteStore`)."""
+
+    def get_meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+    def load_accounts(self) -> list[AccountSpec]: ...
+    def put_account(self, account: AccountSpec) -> None: ...
+    def delete_account(self, access_key_id: str) -> None: ...
+    def load_keys(self) -> tuple[dict[str, bytes], str | None]: ...
+    def add_key(self, kid: str, key: bytes, created_ms: int) -> None: ...
+    def save_token(self, claims: TokenClaims) -> None: ...
+    def get_token(self, token_id: str) -> TokenClaims | None: ...
+    def save_revocation(
+        self, token_id: str, revoked_ms: int, expire_ms: int, event: dict[str, Any]
+    ) -> None: ...
+    def load_revocations(self, after_ms: int) -> dict[str, int]: ...
+    def append_event(self, event: dict[str, Any]) -> None: ...
+    def load_events(self, keep: int) -> list[dict[str, Any]]: ...
+    def last_seq(self) -> int: ...
+    def prune(self, before_ms: int, keep_events: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    claims: TokenClaims
+
+
+class TTLEngine:
+    def __init__(
+        self,
+        clock: NowSource,
+        repo: Repository,
+        *,
+        feed_keep: int = 10_000,
+        dev_account: AccountSpec | None = None,
+        accounts: Iterable[AccountSpec] = (),
+    ):
+        self._clock = clock
+        self._repo = repo
+        self._feed_keep = feed_keep
+        self._listeners: list[Callable[[dict[str, Any]], object]] = []
+        now = clock.now_ms()
+
+        keys, current = repo.load_keys()
+        if current is None:  # a fresh data dir: the key is made once and kept
+            current = "k" + secrets.token_hex(4)
+            key = new_key()
+            repo.add_key(current, key, now)
+            keys[current] = key
+        self._codec = TokenCodec(keys, current)
+        self._keys = keys
+
+        self._accounts = {a.access_key_id: a for a in repo.load_accounts()}
+        fresh = repo.get_meta("initialized") is None
+        if fresh:
+            repo.set_meta("initialized", str(now))
+        self._events: deque[dict[str, Any]] = deque(repo.load_events(feed_keep), feed_keep)
+        self._seq = repo.last_seq()
+        if fresh and dev_account is not None and dev_account.access_key_id not in self._accounts:
+            self.put_account(dev_account)
+        for account in accounts:
+            if self._accounts.get(account.access_key_id) != account:
+                self.put_account(account)
+        self._revoked = repo.load_revocations(now)
+
+    # -- accounts -------------------------------------------------------------------------
+
+    def account(self, access_key_id: str) -> AccountSpec:
+        """The enabled account of this AccessKey, or the matching error."""
+        account = self._accounts.get(access_key_id)
+        if account is None:
+            raise AccessKeyNotFound(f"AccessKeyId {access_key_id[:64]!r} does not exist")
+        if not account.enabled:
+            raise AccessKeyDisabled(f"AccessKeyId {access_key_id[:64]!r} is disabled")
+        return account
+
+    def secret_of(self, access_key_id: str) -> str:
+        return self.account(access_key_id).secret
+
+    def accounts(self) -> list[AccountSpec]:
+        return sorted(self._accounts.values(), key=lambda a: a.access_key_id)
+
+    def get_account(self, access_key_id: str) -> AccountSpec | None:
+        return self._accounts.get(access_key_id)
+
+    def put_account(self, account: AccountSpec) -> None:
+        self._repo.put_account(account)
+        self._accounts[account.access_key_id] = account
+        self._emit(
+            {
+                "kind": "account",
+                "access_key_id": account.access_key_id,
+                "secret": account.secret,
+                "instances": list(account.instances),
+                "enabled": account.enabled,
+            }
+        )
+
+    def delete_account(self, access_key_id: str) -> bool:
+        if self._accounts.pop(access_key_id, None) is None:
+            return False
+        self._repo.delete_account(access_key_id)
+        # Followers treat a deleted account as a disabled one with nothing owned.
+        self._emit(
+            {
+                "kind": "account",
+                "access_key_id": access_key_id,
+                "secret": "",
+                "instances": [],
+                "enabled": False,
+                "deleted": True,
+            }
+        )
+        return True
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    @property
+    def codec(self) -> TokenCodec:
+        return self._codec
+
+    def apply(self, req: ApplyRequest) -> IssuedToken:
+        account = self.account(req.access_key_id)
+        if req.instance_id not in account.instances:
+            raise UnknownInstance(
+                f"instanceId {req.instance_id[:64]!r} is not an instance of this AccessKey"
+            )
+        now = self._clock.now_ms()
+        if req.expire_ms < now + MIN_TTL_MS:
+            raise _ParameterError(
+                f"expireTime must be at least now + 60 s ({now + MIN_TTL_MS} ms),"
+                f" got {str(req.expire_ms)[:40]}"
+            )
+        expire_ms = min(req.expire_ms, now + MAX_TTL_MS)  # SPEC §3a: capped at 30 days
+        claims = TokenClaims(
+            token_id=new_token_id(),
+            access_key_id=account.access_key_id,
+            instance_id=req.instance_id,
+            actions=req.actions,
+            resources=req.resources,
+            expire_ms=expire_ms,
+            issued_ms=now,
+        )
+        token = self._codec.encode(claims)
+        if len(token) > MAX_TOKEN_CHARS:
+            raise TokenGenerationError(
+                f"the token would be longer than {MAX_TOKEN_CHARS} characters: fewer or"
+                " shorter resources"
+            )
+        self._repo.save_token(claims)
+        return IssuedToken(token, claims)
+
+    def check(self, token: str) -> TokenClaims:
+        """Claims of a valid token; :class:`TokenForged`/``Expired``/``Revoked`` otherwise."""
+        claims = self._codec.decode(token)
+        if claims.token_id in self._revoked:
+            raise TokenRevoked("token has been revoked")
+        if claims.expire_ms <= self._clock.now_ms():
+            raise TokenExpired("token has expired")
+        return claims
+
+    def query(self, access_key_id: str, token: str, instance_id: str | None = None) -> TokenClaims:
+        claims = self.check(token)
+        if claims.access_key_id != access_key_id or (
+            instance_id is not None and claims.instance_id != instance_id
+        ):
+            raise TokenForged("token was not issued to this AccessKey and instance")
+        return claims
+
+    def revoke(self, access_key_id: str, token: str, instance_id: str | None = None) -> None:
+        try:
+            claims = self._codec.decode(token)
+        except TokenForged as exc:
+            raise RevokeFailed(f"cannot revoke: {exc.message}") from None
+        if claims.access_key_id != access_key_id or (
+            instance_id is not None and claims.instance_id != instance_id
+        ):
+            raise RevokeFailed("cannot revoke: token was not issued to this AccessKey and instance")
+        now = self._clock.now_ms()
+        if claims.token_id in self._revoked or claims.expire_ms <= now:
+            return  # nothing left to revoke: idempotent
+        self._revoked[claims.token_id] = claims.expire_ms
+        event = self._next_event(
+            {
+                "kind": "revoke",
+                "token_id": claims.token_id,
+                "access_key_id": claims.access_key_id,
+                "instance_id": claims.instance_id,
+                "expire_ms": claims.expire_ms,
+            }
+        )
+        self._repo.save_revocation(claims.token_id, now, claims.expire_ms, event)
+        self._publish(event)
+
+    def is_revoked(self, token_id: str) -> bool:
+        return token_id in self._revoked
+
+    def inspect(self, token_id: str) -> dict[str, Any] | None:
+        claims = self._repo.get_token(token_id)
+        if claims is None:
+            return None
+        revoked = token_id in self._revoked
+        expired = claims.expire_ms <= self._clock.now_ms()
+        return {
+            "token_id": claims.token_id,
+            "access_key_id": claims.access_key_id,
+            "instance_id": claims.instance_id,
+            "actions": sorted(claims.actions),
+            "resources": list(claims.resources),
+            "expire_ms": claims.expire_ms,
+            "issued_ms": claims.issued_ms,
+            "revoked": revoked,
+            "status": "revoked" if revoked else "expired" if expired else "valid",
+        }
+
+    def sweep(self) -> int:
+        """Drop expired revocations from memory, old rows from storage; return how many."""
+        now = self._clock.now_ms()
+        gone = [tid for tid, exp in self._revoked.items() if exp <= now]
+        for tid in gone:
+            del self._revoked[tid]
+        self._repo.prune(now - RETENTION_MS, self._feed_keep)
+        return len(gone)
+
+    # -- the feed ---------------------------------------------------------------------------
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    def add_listener(self, listener: Callable[[dict[str, Any]], object]) -> None:
+        """Call ``listener(event)`` after each new feed event (the shell wakes long polls)."""
+        self._listeners.append(listener)
+
+    def bootstrap(self) -> dict[str, Any]:
+        import base64
+
+        now = self._clock.now_ms()
+        return {
+            "keys": {kid: base64.b64encode(k).decode("ascii") for kid, k in self._keys.items()},
+            "current_key": self._codec.current_key_id,
+            "accounts": [
+                {
+                    "access_key_id": a.access_key_id,
+                    "secret": a.secret,
+                    "instances": list(a.instances),
+                    "enabled": a.enabled,
+                }
+                for a in self.accounts()
+            ],
+            "revoked": [
+                {"token_id": tid, "expire_ms": exp}
+                for tid, exp in sorted(self._revoked.items())
+                if exp > now
+            ],
+            "seq": self._seq,
+        }
+
+    def feed(self, after: int, limit: int = 1000) -> dict[str, Any]:
+        """Events with ``seq > after``; ``reset`` when ``after`` is not continuable."""
+        first = self._events[0]["seq"] if self._events else self._seq + 1
+        if after > self._seq or after < first - 1:
+            return {"reset": True, "seq": self._seq, "events": []}
+        if after == self._seq:
+            return {"seq": self._seq, "events": []}
+        events = [e for e in self._events if e["seq"] > after][:limit]
+        return {"seq": events[-1]["seq"] if events else self._seq, "events": events}
+
+    def _next_event(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._seq += 1
+        return {"seq": self._seq, **body}
+
+    def _emit(self, body: dict[str, Any]) -> None:
+        event = self._next_event(body)
+        self._repo.append_event(event)
+        self._publish(event)
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        self._events.append(event)
+        for listener in list(self._listeners):
+            listener(event)
+
+
+class MemoryRepository:
+    """A :class:`Repository` in dicts, for unit tests of the engine."""
+
+    def __init__(self) -> None:
+        self.meta: dict[str, str] = {}
+        self.accounts: dict[str, AccountSpec] = {}
+        self.keys: dict[str, bytes] = {}
+        self.current: str | None = None
+        self.tokens: dict[str, TokenClaims] = {}
+        self.revocations: dict[str, tuple[int, int]] = {}
+        self.events: list[dict[str, Any]] = []
+
+    def get_meta(self, key: str) -> str | None:
+        return self.meta.get(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.meta[key] = value
+
+    def load_accounts(self) -> list[AccountSpec]:
+        return list(self.accounts.values())
+
+    def put_account(self, account: AccountSpec) -> None:
+        self.accounts[account.access_key_id] = account
+
+    def delete_account(self, access_key_id: str) -> None:
+        self.accounts.pop(access_key_id, None)
+
+    def load_keys(self) -> tuple[dict[str, bytes], str | None]:
+        return dict(self.keys), self.current
+
+    def add_key(self, kid: str, key: bytes, created_ms: int) -> None:
+        self.keys[kid] = key
+        self.current = kid
+
+    def save_token(self, claims: TokenClaims) -> None:
+        self.tokens[claims.token_id] = claims
+
+    def get_token(self, token_id: str) -> TokenClaims | None:
+        return self.tokens.get(token_id)
+
+    def save_revocation(
+        self, token_id: str, revoked_ms: int, expire_ms: int, event: dict[str, Any]
+    ) -> None:
+        self.revocations[token_id] = (revoked_ms, expire_ms)
+        self.events.append(event)
+
+    def load_revocations(self, after_ms: int) -> dict[str, int]:
+        return {t: exp for t, (_, exp) in self.revocations.items() if exp > after_ms}
+
+    def append_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def load_events(self, keep: int) -> list[dict[str, Any]]:
+        return self.events[-keep:]
+
+    def last_seq(self) -> int:
+        return self.events[-1]["seq"] if self.events else 0
+
+    def prune(self, before_ms: int, keep_events: int) -> None:
+        self.tokens = {k: c for k, c in self.tokens.items() if c.expire_ms >= before_ms}
+        self.revocations = {k: v for k, v in self.revocations.items() if v[1] >= before_ms}
+        self.events = self.events[-keep_events:]

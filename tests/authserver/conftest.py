@@ -1,0 +1,92 @@
+"""Fixtures of the AuthServer tests: a live server on a free port with a manual clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mock_authserver.config import AuthServerConfig
+from mock_authserver.runner import AuthServerHandle, run_authserver
+from sim.clock import ManualClock
+from sim.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
+
+START = 1_800_000_000.0
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+async def auth(tmp_path: Path, clock: ManualClock) -> AsyncIterator[AuthServerHandle]:
+    async with run_authserver(AuthServerConfig(data_dir=tmp_path / "data"), clock=clock) as a:
+        yield a
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def apply_params(
+    expire_ms: int,
+    *,
+    secret: str = "dev-sk",
+    access_key: str = "dev-ak",
+    actions: str = "R,W",
+    resources: str = "a/+,b/#",
+    instance: str = "mqtt-dev",
+    **override: str,
+) -> dict[str, str]:
+    """Signed legacy apply parameters (signature over the signed names after overrides)."""
+    params = {
+        "actions": actions,
+        "expireTime": str(expire_ms),
+        "instanceId": instance,
+        "resources": resources,
+        "serviceName": "mq",
+        "proxyType": "MQTT",
+        "accessKey": access_key,
+    }
+    params.update(override)
+    signed = {k: params[k] for k in LEGACY_APPLY_SIGNED if k in params}
+    params["signature"] = legacy_sign(signed, secret)
+    return params
+
+
+def token_params(token: str, *, secret: str = "dev-sk", access_key: str = "dev-ak") -> dict:
+    return {
+        "token": token,
+        "accessKey": access_key,
+        "signature": legacy_sign({"token": token}, secret),
+    }
+
+
+async def call(
+    http: aiohttp.ClientSession,
+    auth: AuthServerHandle,
+    op: str,
+    params: dict[str, Any],
+    method: str = "POST",
+) -> tuple[int, dict[str, Any]]:
+    url = f"{auth.url}/token/{op}"
+    if method == "GET":
+        resp = await http.get(url, params=params)
+    else:
+        resp = await http.post(url, data=params)
+    async with resp:
+        return resp.status, await resp.json()
+
+
+async def apply_token(http, auth, clock, ttl_s: float = 3600, **kw) -> str:
+    status, body = await call(
+        http, auth, "apply", apply_params(int((clock.now() + ttl_s) * 1000), **kw)
+    )
+    assert status == 200 and body["success"], body
+    return body["tokenData"]
