@@ -1,0 +1,69 @@
+"""Prometheus metrics of one AppServer, in a registry of its own (several AppServers
+may live in one test process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from .resilience import BreakerState
+
+__all__ = ["BREAKER_LEVEL", "Metrics"]
+
+#: Gauge value per breaker state.
+BREAKER_LEVEL = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "appserver_token_requests",
+            "POST /v1/tokens by outcome: cached, issued, stale, bad_request, "
+            "unauthorized, forbidden, unavailable, error",
+            ["outcome"],
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "appserver_cache_hits", "token asks answered from the cache", registry=r
+        )
+        self.cache_misses = Counter(
+            "appserver_cache_misses", "token asks the cache could not answer", registry=r
+        )
+        self.upstream_applies = Counter(
+            "appserver_upstream_applies", "applies sent to the AuthServer", registry=r
+        )
+        self.upstream_errors = Counter(
+            "appserver_upstream_errors",
+            "failed AuthServer calls by operation and reason",
+            ["operation", "reason"],
+            registry=r,
+        )
+        self.upstream_revokes = Counter(
+            "appserver_upstream_revokes",
+            "revocations by result: ok, pending (will be retried)",
+            ["result"],
+            registry=r,
+        )
+        self.stale_served = Counter(
+            "appserver_stale_served", "cached tokens served stale during an outage", registry=r
+        )
+        self.singleflight_joined = Counter(
+            "appserver_singleflight_joined",
+            "asks that waited on another ask's apply for the same key",
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "appserver_breaker_state", "circuit breaker: 0 closed, 1 half-open, 2 open", registry=r
+        )
+        self.cached_tokens = Gauge("appserver_cached_tokens", "tokens in the cache", registry=r)
+        self.accounts = Gauge("appserver_accounts", "local accounts", registry=r)
+        self.pending_revocations = Gauge(
+            "appserver_pending_revocations", "revocations waiting to be retried", registry=r
+        )
+
+    def set_breaker(self, state: BreakerState) -> None:
+        self.breaker_state.set(BREAKER_LEVEL[state])
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

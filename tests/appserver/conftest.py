@@ -1,0 +1,61 @@
+"""Helpers of the AppServer tests."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable, Iterable
+
+from sim.appserver.errors import UpstreamError
+from sim.appserver.upstream import QueryResult
+
+CHEAP = 1  # scrypt cost for test accounts: the slow hash is tested on its own
+
+
+async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    """Poll ``predicate`` (yielding to the loop) until true; fail after ``within`` s."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(0.001)
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+class FakeUpstream:
+    """An in-memory AuthServer for unit tests of the service (no sockets).
+
+    ``fail`` makes every call raise it; ``gate`` holds applies until set.
+    """
+
+    def __init__(self) -> None:
+        self.applies: list[tuple[frozenset[str], tuple[str, ...], int]] = []
+        self.revoked: list[str] = []
+        self.fail: UpstreamError | None = None
+        self.revoke_fail: UpstreamError | None = None
+        self.gate: asyncio.Event | None = None
+
+    async def apply(self, actions: Iterable[str], resources: Iterable[str], expire_ms: int) -> str:
+        self.applies.append((frozenset(actions), tuple(resources), expire_ms))
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        return f"tok-{len(self.applies)}"
+
+    async def revoke(self, token: str) -> None:
+        if self.revoke_fail is not None:
+            raise self.revoke_fail
+        self.revoked.append(token)
+
+    async def query(self, token: str) -> QueryResult:
+        return QueryResult(token not in self.revoked, 200 if token not in self.revoked else 3, "")
+
+
+def down(reason: str = "connect") -> UpstreamError:
+    return UpstreamError("AuthServer down", reason=reason)
