@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -50,61 +49,19 @@ from .keys import (
     MONOTONIC,
     NONCES,
     OPERATION,
-    REQUEST_ID,
     WALL,
 )
 from .metrics import Metrics
+from .render import error_response, wire_style
 from .ttl import Repository, TTLEngine
 
-__all__ = ["HOST_ID", "create_app", "error_response", "wire_style"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("mock_authserver")
 
-HOST_ID = "onsmqtt.mock.local"
 _LOOPBACK = ("127.", "::1", "::ffff:127.")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def wire_style(path: str) -> str:
-    if path.startswith("/token/"):
-        return "legacy"
-    if path.startswith("/admin/") or path == "/admin":
-        return "admin"
-    return "openapi"
-
-
-def request_id(request: web.Request) -> str:
-    rid = request.get(REQUEST_ID)
-    if rid is None:
-        rid = request[REQUEST_ID] = str(uuid.uuid4()).upper()
-    return str(rid)
-
-
-def error_response(request: web.Request, err: AuthServerError) -> web.Response:
-    style = wire_style(request.path)
-    request[CODE] = str(err.legacy_code)
-    if style == "legacy":
-        body: dict[str, Any] = {
-            "success": False,
-            "code": err.legacy_code,
-            "message": err.message,
-            "tokenData": "",
-        }
-        return web.json_response(body, status=err.legacy_http_status)
-    if style == "openapi":
-        return web.json_response(
-            {
-                "RequestId": request_id(request),
-                "HostId": HOST_ID,
-                "Code": err.openapi_code,
-                "Message": err.message,
-            },
-            status=err.http_status,
-        )
-    return web.json_response(
-        {"code": err.openapi_code, "message": err.message}, status=err.http_status
-    )
 
 
 def _is_loopback(request: web.Request) -> bool:

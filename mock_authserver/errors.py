@@ -4,7 +4,8 @@
     ├── ParameterError                  400  InvalidParameter           400
     │   ├── MissingParameter            400  MissingParameter           400
     │   ├── UnknownInstance             400  InvalidParameter           404
-    │   └── UnknownAction               400  InvalidAction.NotFound     404
+    │   ├── UnknownAction               400  InvalidAction.NotFound     404
+    │   └── InvalidVersion              400  InvalidVersion             400
     ├── AccessKeyNotFound               407  InvalidAccessKeyId.NotFound 404
     │   └── AccessKeyDisabled           407  InvalidAccessKeyId.Inactive 400
     ├── SignatureMismatch               407  SignatureDoesNotMatch      400
@@ -53,6 +54,7 @@ __all__ = [
     "AuthServerError",
     "InjectedFault",
     "InternalError",
+    "InvalidVersion",
     "MethodNotAllowed",
     "MissingParameter",
     "NotFound",
@@ -101,6 +103,10 @@ class UnknownInstance(ParameterError):
 class UnknownAction(ParameterError):
     openapi_code = "InvalidAction.NotFound"
     http_status = 404
+
+
+class InvalidVersion(ParameterError):
+    openapi_code = "InvalidVersion"
 
 
 class AccessKeyNotFound(AuthServerError):

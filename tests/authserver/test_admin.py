@@ -107,7 +107,7 @@ async def test_account_changes_reach_the_feed_and_api(auth, http):
         assert r.status == 201
     async with http.put(f"{auth.url}/admin/accounts/ak2", json={"enabled": False}) as r:
         assert r.status == 200 and (await r.json())["secret"] == "s2"
-    status, body = await get(http, f"{auth.url}/admin/feed?after={seq}&timeout=0")
+    _, body = await get(http, f"{auth.url}/admin/feed?after={seq}&timeout=0")
     assert [(e["kind"], e["enabled"]) for e in body["events"]] == [
         ("account", True),
         ("account", False),
