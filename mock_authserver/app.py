@@ -36,7 +36,7 @@ from .errors import (
     NotFound,
     ParameterError,
 )
-from .faults import FaultSet
+from .faults import FaultSet, TransportAborted
 from .feedwait import FeedSignal
 from .keys import (
     CLOCK,
@@ -98,7 +98,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         response = error_response(request, _from_http_exception(exc))
-    except (asyncio.CancelledError, ConnectionResetError):
+    except TransportAborted:
+        # Nothing reaches the client (the transport is gone); aiohttp drops this quietly.
+        return web.Response(status=499)
+    except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)

@@ -57,7 +57,16 @@ from .errors import (
     TokenRevoked,
 )
 
-__all__ = ["KINDS", "OPERATIONS", "Decision", "Fault", "FaultSet", "error_for_code", "gate"]
+__all__ = [
+    "KINDS",
+    "OPERATIONS",
+    "Decision",
+    "Fault",
+    "FaultSet",
+    "TransportAborted",
+    "error_for_code",
+    "gate",
+]
 
 OPERATIONS = ("apply", "revoke", "query", "*")
 KINDS = ("status", "error", "latency", "hang", "reset", "outage", "throttle")
@@ -298,6 +307,10 @@ class FaultSet:
 # -- the shell part: carry a decision out on a live aiohttp request ------------------------
 
 
+class TransportAborted(Exception):
+    """The connection was aborted on purpose: the middleware answers nothing more."""
+
+
 async def gate(request: web.Request, operation: str) -> None:
     """Apply the faults for ``operation`` to this request (may raise, sleep, hang, abort)."""
     from .keys import CLOCK, FAULTS, FEED, METRICS, MONOTONIC, OPERATION
@@ -321,7 +334,7 @@ async def gate(request: web.Request, operation: str) -> None:
         transport = request.transport
         if transport is not None:
             transport.abort()
-        raise ConnectionResetError("injected connection reset")
+        raise TransportAborted("injected connection reset")
     # hang: until the client goes away (handler cancelled) or the server stops.
     feed = app[FEED]
     while not feed.closing:
@@ -329,4 +342,4 @@ async def gate(request: web.Request, operation: str) -> None:
     transport = request.transport
     if transport is not None:
         transport.abort()
-    raise ConnectionResetError("server stopping")
+    raise TransportAborted("server stopping")

@@ -74,12 +74,13 @@ async def call(
     op: str,
     params: dict[str, Any],
     method: str = "POST",
+    **kw: Any,
 ) -> tuple[int, dict[str, Any]]:
     url = f"{auth.url}/token/{op}"
     if method == "GET":
-        resp = await http.get(url, params=params)
+        resp = await http.get(url, params=params, **kw)
     else:
-        resp = await http.post(url, data=params)
+        resp = await http.post(url, data=params, **kw)
     async with resp:
         return resp.status, await resp.json()
 
