@@ -1,0 +1,124 @@
+"""Configuration of the broker: one frozen, typed dataclass (STYLE.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Literal
+
+from .errors import BrokerConfigError
+
+__all__ = ["BrokerConfig", "Violation", "parse_bool"]
+
+Violation = Literal["notice", "gentle"]
+
+
+def parse_bool(text: str) -> bool:
+    """Explicit boolean parsing: ``"false"`` is false (unlike moto's env handling)."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise BrokerConfigError(f"not a boolean: {text!r} (use true/false)")
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Everything the broker's behaviour depends on; each field is read somewhere."""
+
+    host: str = "127.0.0.1"
+    """Address of every listener (loopback by default)."""
+    port: int = 1883
+    """MQTT over TCP; ``0`` picks a free port."""
+    ws_port: int | None = None
+    """MQTT over WebSocket when set (``0``: a free port)."""
+    tls_port: int | None = None
+    """MQTT over TLS when set; needs ``tls_cert`` and ``tls_key``."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    authserver_url: str | None = None
+    """Base URL of the AuthServer whose bootstrap and revocation feed the broker follows."""
+    auth_enabled: bool = True
+    """``False``: no credential or ACL checks at all (the benchmark baseline)."""
+    violation: Violation = "notice"
+    """``notice``: invalid notice 4/5 then disconnect, as the provider does;
+    ``gentle``: SUBACK 0x80 for a refused filter, a refused publish is dropped."""
+    expire_notice_lead: float = 300.0
+    """Virtual seconds before a token's expiry at which ``$SYS/tokenExpireNotice`` goes out."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics over HTTP on this port when set (``0``: a free port)."""
+    connect_timeout: float = 10.0
+    """Real seconds a new connection may take to send CONNECT before it is closed."""
+    feed_poll_timeout: float = 10.0
+    """Real seconds of one long poll of the AuthServer feed (≤ 30)."""
+    bootstrap_timeout: float = 10.0
+    """Real seconds ``run_broker`` waits for the first bootstrap before serving anyway
+    (CONNECTs are then answered "server unavailable" until the keys arrive)."""
+    max_offline_messages: int = 1000
+    """QoS 1/2 messages kept per disconnected persistent session; older ones are dropped."""
+
+    def __post_init__(self) -> None:
+        for name in ("port", "ws_port", "tls_port", "metrics_port"):
+            value = getattr(self, name)
+            if value is not None and not (0 <= value <= 65535):
+                raise BrokerConfigError(f"{name} must be 0..65535, got {value!r}")
+        if self.violation not in ("notice", "gentle"):
+            raise BrokerConfigError(f"violation must be notice or gentle, got {self.violation!r}")
+        if not self.expire_notice_lead >= 0:
+            raise BrokerConfigError("expire_notice_lead must be >= 0 seconds")
+        if not self.connect_timeout > 0:
+            raise BrokerConfigError("connect_timeout must be > 0 seconds")
+        if not 0 < self.feed_poll_timeout <= 30:
+            raise BrokerConfigError("feed_poll_timeout must be in (0, 30] seconds")
+        if not self.bootstrap_timeout >= 0:
+            raise BrokerConfigError("bootstrap_timeout must be >= 0 seconds")
+        if self.max_offline_messages < 0:
+            raise BrokerConfigError("max_offline_messages must be >= 0")
+        if self.tls_port is not None and (self.tls_cert is None or self.tls_key is None):
+            raise BrokerConfigError("a TLS listener needs tls_cert and tls_key")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise BrokerConfigError("tls_cert and tls_key go together")
+        if self.auth_enabled and self.authserver_url is not None:
+            url = self.authserver_url
+            if not url.startswith(("http://", "https://")):
+                raise BrokerConfigError(f"authserver_url must be http(s)://..., got {url!r}")
+
+    def with_(self, **changes: object) -> BrokerConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(
+        cls, base: BrokerConfig | None = None, env: Mapping[str, str] | None = None
+    ) -> BrokerConfig:
+        """Overlay ``MQTT_TOKEN_SIM_BROKER_<FIELD>`` environment variables on ``base``."""
+        env = os.environ if env is None else env
+        prefix = "MQTT_TOKEN_SIM_BROKER_"
+        base = base or cls()
+        changes: dict[str, object] = {}
+        kinds = {f.name: f.type for f in fields(cls)}
+        for key, raw in env.items():
+            if not key.startswith(prefix):
+                continue
+            name = key[len(prefix) :].lower()
+            if name not in kinds:
+                raise BrokerConfigError(f"unknown broker setting in environment: {key}")
+            changes[name] = _convert(name, str(kinds[name]), raw)
+        return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _convert(name: str, kind: str, raw: str) -> object:
+    try:
+        if kind.startswith("bool"):
+            return parse_bool(raw)
+        if kind.startswith("int"):
+            return None if raw == "" else int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if kind.startswith("Path"):
+            return None if raw == "" else Path(raw)
+        return raw or None if "None" in kind else raw
+    except ValueError as exc:
+        raise BrokerConfigError(f"{name}: {exc}") from None

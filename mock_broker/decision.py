@@ -1,0 +1,253 @@
+"""What a CONNECT, PUBLISH, SUBSCRIBE or token upload is allowed to do (SPEC §4).
+
+Pure: no amqtt, no sockets, no clock.  Every function takes the parsed input, the
+authority's view (keys, accounts, revoked set) and ``now_ms``, and answers with a
+:class:`Grant` / ``None`` (allowed) or an :class:`InvalidCode` (refused).
+
+CONNECT answers (MQTT 3.1.1 CONNACK codes):
+    malformed username or password   4  bad user name or password
+    client id not ``GID_x@@@y``      2  identifier rejected
+    anything else refused            5  not authorized  (with the notice code as reason)
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from mock_authserver.errors import TokenForged
+from mock_authserver.tokens import TokenClaims
+from sim.protocol import (
+    InvalidCode,
+    InvalidCredentials,
+    InvalidPayload,
+    TokenType,
+    UploadToken,
+    actions_of,
+    covered_by_any,
+    matches_any,
+    parse_token_password,
+    parse_username,
+    signature_password,
+    validate_client_id,
+)
+
+__all__ = [
+    "CONNACK_BAD_CREDENTIALS",
+    "CONNACK_IDENTIFIER_REJECTED",
+    "CONNACK_NOT_AUTHORIZED",
+    "CONNACK_SERVER_UNAVAILABLE",
+    "AccountInfo",
+    "AuthorityView",
+    "Grant",
+    "Refusal",
+    "UploadRefused",
+    "decide_connect",
+    "decide_publish",
+    "decide_subscribe",
+    "decide_upload",
+    "may_receive",
+]
+
+CONNACK_IDENTIFIER_REJECTED = 0x02
+CONNACK_SERVER_UNAVAILABLE = 0x03
+CONNACK_BAD_CREDENTIALS = 0x04
+CONNACK_NOT_AUTHORIZED = 0x05
+
+_READ = (TokenType.R, TokenType.RW)
+_WRITE = (TokenType.W, TokenType.RW)
+
+Mode = Literal["Token", "Signature", "Open"]
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    access_key_id: str
+    secret: str = field(repr=False)
+    instances: frozenset[str]
+    enabled: bool = True
+
+
+class AuthorityView(Protocol):
+    """What decisions need from the token authority (keys, accounts, revocations)."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def decode(self, token: str) -> TokenClaims:
+        """Claims of a genuine token; :class:`TokenForged` otherwise."""
+        ...
+
+    def is_revoked(self, token_id: str) -> bool: ...
+
+    def account(self, access_key_id: str) -> AccountInfo | None: ...
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What an authenticated session may do: its mode, identity and tokens by type."""
+
+    mode: Mode
+    access_key_id: str
+    instance_id: str
+    client_id: str
+    tokens: Mapping[TokenType, TokenClaims] = field(default_factory=dict)
+
+    @property
+    def full_access(self) -> bool:
+        return self.mode != "Token"
+
+    def with_token(self, token_type: TokenType, claims: TokenClaims) -> Grant:
+        tokens = dict(self.tokens)
+        tokens[token_type] = claims
+        return Grant(self.mode, self.access_key_id, self.instance_id, self.client_id, tokens)
+
+    def type_of_token(self, token_id: str) -> TokenType | None:
+        for token_type, claims in self.tokens.items():
+            if claims.token_id == token_id:
+                return token_type
+        return None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refused CONNECT: the CONNACK code, the notice code and a metrics reason."""
+
+    connack: int
+    code: InvalidCode | None
+    reason: str
+    token_type: TokenType | None = None
+
+
+@dataclass(frozen=True)
+class UploadRefused:
+    code: InvalidCode
+    token_type: TokenType | None
+    reason: str
+
+
+def _refuse(code: InvalidCode, reason: str, token_type: TokenType | None = None) -> Refusal:
+    return Refusal(CONNACK_NOT_AUTHORIZED, code, reason, token_type)
+
+
+def _check_token(
+    token_type: TokenType,
+    token: str,
+    access_key_id: str,
+    instance_id: str,
+    authority: AuthorityView,
+    now_ms: int,
+) -> TokenClaims | tuple[InvalidCode, str]:
+    """One token of a CONNECT or an upload: genuine, ours, not revoked, alive, right type."""
+    try:
+        claims = authority.decode(token)
+    except TokenForged:
+        return InvalidCode.FORGED, "forged"
+    if claims.access_key_id != access_key_id or claims.instance_id != instance_id:
+        return InvalidCode.ACCOUNT_INVALID, "wrong_account"
+    if authority.is_revoked(claims.token_id):
+        return InvalidCode.REVOKED, "revoked"
+    if claims.expire_ms <= now_ms:
+        return InvalidCode.EXPIRED, "expired"
+    # The type named in the password must be exactly the token's actions (CONTRACTS.md).
+    if claims.actions != actions_of(token_type):
+        return InvalidCode.PERMISSION_MISMATCH, "type_mismatch"
+    return claims
+
+
+def decide_connect(
+    username: str | None,
+    password: str | bytes | None,
+    client_id: str,
+    authority: AuthorityView,
+    now_ms: int,
+) -> Grant | Refusal:
+    """Token mode or signature mode CONNECT (SPEC §4)."""
+    try:
+        user = parse_username(username)
+    except InvalidCredentials:
+        return Refusal(CONNACK_BAD_CREDENTIALS, None, "malformed")
+    try:
+        validate_client_id(client_id)
+    except InvalidCredentials:
+        return Refusal(CONNACK_IDENTIFIER_REJECTED, None, "client_id")
+    if not authority.ready:
+        return Refusal(CONNACK_SERVER_UNAVAILABLE, None, "not_ready")
+    account = authority.account(user.access_key_id)
+    if account is None or not account.enabled or user.instance_id not in account.instances:
+        return _refuse(InvalidCode.ACCOUNT_INVALID, "account")
+
+    if user.mode == "Signature":
+        if isinstance(password, bytes):
+            password = password.decode("utf-8", "replace")
+        expected = signature_password(account.secret, client_id)
+        if not password or not hmac.compare_digest(
+            expected.encode("utf-8"), password.encode("utf-8", "replace")
+        ):
+            return _refuse(InvalidCode.BAD_SIGNATURE, "bad_signature")
+        return Grant("Signature", user.access_key_id, user.instance_id, client_id)
+
+    try:
+        pairs = parse_token_password(password)
+    except InvalidCredentials:
+        return Refusal(CONNACK_BAD_CREDENTIALS, None, "malformed")
+    tokens: dict[TokenType, TokenClaims] = {}
+    for token_type, token in pairs.items():
+        checked = _check_token(
+            token_type, token, user.access_key_id, user.instance_id, authority, now_ms
+        )
+        if isinstance(checked, tuple):
+            return _refuse(checked[0], checked[1], token_type)
+        tokens[token_type] = checked
+    return Grant("Token", user.access_key_id, user.instance_id, client_id, tokens)
+
+
+def decide_publish(grant: Grant, topic: str) -> InvalidCode | None:
+    """A PUBLISH needs a W/RW token one of whose resources matches the topic."""
+    if grant.full_access:
+        return None
+    writers = [grant.tokens[t] for t in _WRITE if t in grant.tokens]
+    if not writers:
+        return InvalidCode.PERMISSION_MISMATCH
+    if any(matches_any(c.resources, topic) for c in writers):
+        return None
+    return InvalidCode.RESOURCE_MISMATCH
+
+
+def decide_subscribe(grant: Grant, topic_filter: str) -> InvalidCode | None:
+    """A SUBSCRIBE filter needs an R/RW token whose resources cover it exactly."""
+    if grant.full_access:
+        return None
+    readers = [grant.tokens[t] for t in _READ if t in grant.tokens]
+    if not readers:
+        return InvalidCode.PERMISSION_MISMATCH
+    if any(covered_by_any(c.resources, topic_filter) for c in readers):
+        return None
+    return InvalidCode.RESOURCE_MISMATCH
+
+
+def may_receive(grant: Grant, topic: str) -> bool:
+    """Delivery-time check: after an upload narrowed the resources, old subscriptions
+    deliver only what the current read tokens still match."""
+    if grant.full_access:
+        return True
+    return any(matches_any(grant.tokens[t].resources, topic) for t in _READ if t in grant.tokens)
+
+
+def decide_upload(
+    grant: Grant, payload: bytes, authority: AuthorityView, now_ms: int
+) -> tuple[TokenType, TokenClaims] | UploadRefused:
+    """``$SYS/uploadToken``: a valid token of the session's account and instance whose
+    actions are exactly the named type replaces the session's token of that type."""
+    try:
+        upload = UploadToken.parse(payload)
+    except InvalidPayload:
+        return UploadRefused(InvalidCode.FORGED, None, "malformed")
+    checked = _check_token(
+        upload.type, upload.token, grant.access_key_id, grant.instance_id, authority, now_ms
+    )
+    if isinstance(checked, tuple):
+        return UploadRefused(checked[0], upload.type, checked[1])
+    return upload.type, checked

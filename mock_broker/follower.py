@@ -1,0 +1,122 @@
+"""Follows the AuthServer: bootstrap once, then long-poll the feed (CONTRACTS.md).
+
+The feed answers as soon as there is an event, so a revocation reaches the authority,
+and through it every live session, well within SPEC §3c's one second.  Network trouble
+is retried with jittered backoff (real time); the last known keys keep verifying tokens
+offline meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any
+
+import aiohttp
+
+from sim.clock import Clock
+
+from .authority import TokenAuthority
+from .errors import FeedError, FeedReset
+from .metrics import BrokerMetrics
+
+__all__ = ["FeedFollower"]
+
+log = logging.getLogger(__name__)
+
+
+class FeedFollower:
+    def __init__(
+        self,
+        base_url: str,
+        authority: TokenAuthority,
+        *,
+        clock: Clock,
+        poll_timeout: float = 10.0,
+        metrics: BrokerMetrics | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.authority = authority
+        self.clock = clock
+        self.poll_timeout = poll_timeout
+        self.metrics = metrics
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self.polls = 0
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def start(self, wait: float = 10.0) -> bool:
+        """Start following; wait up to ``wait`` real seconds for the first bootstrap."""
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+        )
+        self._task = asyncio.create_task(self._run(), name="authserver-feed")
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), wait)
+        if not self.ready:
+            log.warning("no bootstrap from %s yet; CONNECTs wait for it", self.base_url)
+        return self.ready
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+
+    async def _get(self, path: str, params: dict[str, str], seconds: float) -> Any:
+        assert self._http is not None
+        async with self._http.get(
+            self.base_url + path,
+            params=params,
+            timeout=aiohttp.ClientTimeout(total=seconds),
+        ) as response:
+            if response.status != 200:
+                raise FeedError(f"{path} answered HTTP {response.status}")
+            try:
+                return await response.json(content_type=None)
+            except ValueError:
+                raise FeedError(f"{path} answered something that is not JSON") from None
+
+    async def bootstrap(self) -> None:
+        doc = await self._get("/admin/broker/bootstrap", {}, 10.0)
+        self.authority.load_bootstrap(doc)
+        self._count("bootstrap")
+        self._ready.set()
+
+    async def poll_once(self) -> None:
+        params = {"after": str(self.authority.seq), "timeout": f"{self.poll_timeout:g}"}
+        doc = await self._get("/admin/feed", params, self.poll_timeout + 10.0)
+        self.authority.apply_feed(doc)
+        self.polls += 1
+        self._count("events")
+        self.authority.prune(self.clock.now_ms())
+
+    def _count(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.feed_events.labels(kind).inc()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        need_bootstrap = True
+        while True:
+            try:
+                if need_bootstrap:
+                    await self.bootstrap()
+                    need_bootstrap = False
+                await self.poll_once()
+                backoff = 0.1
+            except FeedReset:
+                need_bootstrap = True
+            except (aiohttp.ClientError, TimeoutError, OSError, FeedError) as exc:
+                self._count("error")
+                log.warning("AuthServer feed: %s; retrying", exc or type(exc).__name__)
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 5.0)

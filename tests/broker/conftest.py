@@ -1,0 +1,86 @@
+"""Fixtures of the broker tests: a manual clock, a token authority fed in-process, a
+minter of genuine tokens, and brokers on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+import pytest
+
+from mock_authserver.tokens import TokenClaims, TokenCodec, new_key, new_token_id
+from mock_broker.authority import TokenAuthority
+from mock_broker.broker import BrokerHandle, run_broker
+from mock_broker.config import BrokerConfig
+from mock_broker.decision import AccountInfo
+from sim.clock import ManualClock
+from sim.protocol import TokenType, build_token_password, build_username
+
+AK, SK, INSTANCE = "dev-ak", "dev-sk", "mqtt-dev"
+USER = build_username(AK, INSTANCE)
+
+
+@dataclass
+class Minter:
+    codec: TokenCodec
+    clock: ManualClock
+
+    def claims(
+        self,
+        actions: Iterable[str] = ("R", "W"),
+        resources: Iterable[str] = ("#",),
+        ttl: float = 3600.0,
+        ak: str = AK,
+        instance: str = INSTANCE,
+    ) -> TokenClaims:
+        now = self.clock.now_ms()
+        return TokenClaims(
+            new_token_id(), ak, instance, frozenset(actions), tuple(resources),
+            now + int(ttl * 1000), now,
+        )  # fmt: skip
+
+    def token(self, *args: object, **kw: object) -> str:
+        return self.codec.encode(self.claims(*args, **kw))  # type: ignore[arg-type]
+
+    def password(
+        self, kind: str = "RW", resources: Iterable[str] = ("#",), ttl: float = 3600.0
+    ) -> str:
+        actions = {"R": ("R",), "W": ("W",), "RW": ("R", "W")}[kind]
+        return build_token_password({TokenType(kind): self.token(actions, resources, ttl)})
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(1_800_000_000.0)
+
+
+@pytest.fixture
+def key() -> bytes:
+    return new_key()
+
+
+@pytest.fixture
+def authority(key: bytes) -> TokenAuthority:
+    authority = TokenAuthority()
+    authority.set_keys({"k1": key}, "k1")
+    authority.set_account(AccountInfo(AK, SK, frozenset({INSTANCE})))
+    authority.set_account(AccountInfo("ak2", "sk2", frozenset({"inst2"})))
+    return authority
+
+
+@pytest.fixture
+def minter(key: bytes, clock: ManualClock) -> Minter:
+    return Minter(TokenCodec({"k1": key}, "k1"), clock)
+
+
+@pytest.fixture
+def broker_config() -> BrokerConfig:
+    return BrokerConfig(port=0)
+
+
+@pytest.fixture
+async def broker(
+    broker_config: BrokerConfig, clock: ManualClock, authority: TokenAuthority
+) -> AsyncIterator[BrokerHandle]:
+    async with run_broker(broker_config, clock, authority=authority) as handle:
+        yield handle
