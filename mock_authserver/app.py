@@ -140,7 +140,7 @@ def create_app(
 
     engine.add_listener(on_event)
     metrics.feed_seq.set(engine.seq)
-    metrics.revoked.set_function(lambda: len(engine.bootstrap()["revoked"]))
+    metrics.revoked.set_function(engine.revoked_count)
 
     app[CONFIG] = config
     app[CLOCK] = clock

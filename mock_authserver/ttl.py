@@ -255,6 +255,11 @@ class TTLEngine:
         self._repo.save_revocation(claims.token_id, now, claims.expire_ms, event)
         self._publish(event)
 
+    def revoked_count(self) -> int:
+        """Revoked tokens not yet expired (what a broker must remember)."""
+        now = self._clock.now_ms()
+        return sum(1 for exp in self._revoked.values() if exp > now)
+
     def is_revoked(self, token_id: str) -> bool:
         return token_id in self._revoked
 
