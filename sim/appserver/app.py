@@ -330,6 +330,12 @@ def create_app(
     app.cleanup_ctx.append(_upstream_ctx(upstream))
     app.cleanup_ctx.append(_accounts_file_ctx)
     app.cleanup_ctx.append(_revocation_retrier)
+
+    async def stop_flights(app: web.Application) -> None:
+        # Before the server waits for open requests: release those parked on a flight.
+        await app[SERVICE].close()
+
+    app.on_shutdown.append(stop_flights)
     if own_store:
 
         async def close_store(_: web.Application) -> None:

@@ -56,6 +56,11 @@ class Metrics:
         self.breaker_state = Gauge(
             "appserver_breaker_state", "circuit breaker: 0 closed, 1 half-open, 2 open", registry=r
         )
+        self.draining = Gauge(
+            "appserver_drain_waiting",
+            "applies waiting for a slot of the drain rate (the backlog)",
+            registry=r,
+        )
         self.cached_tokens = Gauge("appserver_cached_tokens", "tokens in the cache", registry=r)
         self.accounts = Gauge("appserver_accounts", "local accounts", registry=r)
         self.pending_revocations = Gauge(

@@ -169,20 +169,20 @@ class Grant:
         return {"resources": list(self.resources), "actions": render_actions(self.actions)}
 
 
-def parse_grants(value: object) -> tuple[Grant, ...]:
+def parse_grants(value: object, what: str = "grants") -> tuple[Grant, ...]:
     if not isinstance(value, list):
-        raise BadRequest('grants must be a list of {"resources", "actions"}')
+        raise BadRequest(f'{what} must be a list of {{"resources", "actions"}}')
     if len(value) > 1000:
-        raise BadRequest("at most 1000 grants per account")
+        raise BadRequest(f"{what}: at most 1000 grants per account")
     grants = []
     for i, item in enumerate(value):
-        obj = _object(item, ("resources", "actions"), f"grants[{i}]")
+        obj = _object(item, ("resources", "actions"), f"{what}[{i}]")
         if "resources" not in obj or "actions" not in obj:
-            raise BadRequest(f"grants[{i}] needs 'resources' and 'actions'")
+            raise BadRequest(f"{what}[{i}] needs 'resources' and 'actions'")
         grants.append(
             Grant(
-                _filters(obj["resources"], f"grants[{i}].resources"),
-                _actions(obj["actions"], f"grants[{i}].actions"),
+                _filters(obj["resources"], f"{what}[{i}].resources"),
+                _actions(obj["actions"], f"{what}[{i}].actions"),
             )
         )
     return tuple(grants)
@@ -250,7 +250,8 @@ def parse_account_body(body: object, *, what: str = "request body") -> AccountBo
     enabled = obj.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
         raise BadRequest(f"{what}: enabled must be true or false")
-    grants = parse_grants(obj["grants"]) if "grants" in obj else None
+    prefix = "grants" if what == "request body" else f"{what}.grants"
+    grants = parse_grants(obj["grants"], prefix) if "grants" in obj else None
     return AccountBody(secret, grants, enabled)
 
 

@@ -31,7 +31,7 @@ async def run_appserver(
 ) -> AsyncIterator[AppServerHandle]:
     """Serve until the block exits; ``port=0`` picks a free port."""
     app = create_app(config, clock=clock or SystemClock())
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)

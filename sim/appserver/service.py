@@ -112,6 +112,8 @@ class TokenService:
         self.bucket = TokenBucket(config.drain_rate_per_s, config.drain_burst, clock.now())
         self.verified = VerifiedCache(config.credential_cache_s, config.credential_cache_size)
         self._inflight: dict[TokenKey, asyncio.Task[Issued]] = {}
+        #: Applies waiting for a drain slot right now (the backlog).
+        self.draining = 0
         m = self.metrics
         self._hits = m.cache_hits
         self._misses = m.cache_misses
@@ -188,7 +190,11 @@ class TokenService:
             backlog = (1.0 - self.bucket.available(now)) / self.bucket.rate
             return self._fallback(cached, "draining backlog", backlog)
         if wait > 0:
-            await self.clock.sleep(wait)
+            self.draining += 1
+            try:
+                await self.clock.sleep(wait)
+            finally:
+                self.draining -= 1
         now = self.clock.now()
         if not self.breaker.allow(now):
             return self._fallback(cached, "circuit open", self.breaker.retry_in(now))
@@ -414,6 +420,7 @@ class TokenService:
         m = self.metrics
         m.set_breaker(self.breaker_state())
         m.cached_tokens.set(len(self.tokens))
+        m.draining.set(self.draining)
         m.accounts.set(len(self.accounts))
         m.pending_revocations.set(len(self.store.load_pending()))
 
