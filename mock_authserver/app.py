@@ -36,8 +36,9 @@ from .errors import (
     NotFound,
     ParameterError,
 )
-from .faults import FaultSet, TransportAborted
+from .faults import FaultSet
 from .feedwait import FeedSignal
+from .gate import TransportAborted
 from .keys import (
     CLOCK,
     CODE,

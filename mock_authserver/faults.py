@@ -4,7 +4,8 @@
 and a real monotonic time and returns a :class:`Decision` (extra latency, then an outcome:
 an error of the tree, ``"hang"`` or ``"reset"``).  The dice are a seeded
 :class:`random.Random`, so a run with the same seed and the same requests repeats.
-:func:`gate` is the thin shell part that carries a decision out on a live request.
+:func:`mock_authserver.gate.gate` is the shell part that carries a decision out on a
+live request.
 
 A fault (``POST /admin/faults``)::
 
@@ -31,15 +32,12 @@ throttle   ``per_second``: past N requests in any real second, ``Throttling``
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from aiohttp import web
 
 from .errors import (
     AdminError,
@@ -63,9 +61,7 @@ __all__ = [
     "Decision",
     "Fault",
     "FaultSet",
-    "TransportAborted",
     "error_for_code",
-    "gate",
 ]
 
 OPERATIONS = ("apply", "revoke", "query", "*")
@@ -177,6 +173,10 @@ class FaultSet:
         self._rng = random.Random(seed)
         self._faults: dict[str, Fault] = {}
         self._ids = itertools.count(1)
+
+    @property
+    def active(self) -> bool:
+        return bool(self._faults)
 
     def reseed(self, seed: int) -> None:
         self._rng = random.Random(seed)
@@ -302,44 +302,3 @@ class FaultSet:
                 decision.outcome = outcome
                 break
         return decision
-
-
-# -- the shell part: carry a decision out on a live aiohttp request ------------------------
-
-
-class TransportAborted(Exception):
-    """The connection was aborted on purpose: the middleware answers nothing more."""
-
-
-async def gate(request: web.Request, operation: str) -> None:
-    """Apply the faults for ``operation`` to this request (may raise, sleep, hang, abort)."""
-    from .keys import CLOCK, FAULTS, FEED, METRICS, MONOTONIC, OPERATION
-
-    app = request.app
-    faults = app[FAULTS]
-    if not faults._faults:  # the common case: no faults, no work
-        return
-    decision = faults.decide(operation, app[CLOCK].now_ms(), app[MONOTONIC]())
-    if decision.delay_s > 0:
-        await asyncio.sleep(decision.delay_s)
-    outcome = decision.outcome
-    if outcome is None:
-        return
-    if isinstance(outcome, AuthServerError):
-        raise outcome
-    # Transport faults: counted here, since no answer will pass the middleware.
-    app[METRICS].requests.labels(operation, outcome).inc()
-    request[OPERATION] = None
-    if outcome == "reset":
-        transport = request.transport
-        if transport is not None:
-            transport.abort()
-        raise TransportAborted("injected connection reset")
-    # hang: until the client goes away (handler cancelled) or the server stops.
-    feed = app[FEED]
-    while not feed.closing:
-        await feed.wait(3600.0)
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
-    raise TransportAborted("server stopping")

@@ -15,7 +15,7 @@ from sim.protocol.signing import LEGACY_APPLY_SIGNED, LEGACY_TOKEN_SIGNED
 
 from .auth import verify_legacy
 from .errors import ParameterError
-from .faults import gate
+from .gate import gate
 from .keys import ENGINE, OPERATION
 from .validation import (
     ApplyRequest,

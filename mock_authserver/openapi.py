@@ -14,7 +14,7 @@ from aiohttp import web
 
 from .auth import verify_rpc, verify_v3
 from .errors import InvalidVersion, ParameterError, TokenInvalid, UnknownAction
-from .faults import gate
+from .gate import gate
 from .keys import CODE, CONFIG, ENGINE, NONCES, OPERATION, WALL
 from .render import request_id
 from .validation import (
