@@ -16,6 +16,8 @@ from mock_broker.decision import AccountInfo
 from sim.clock import ManualClock
 from sim.protocol import TokenType, build_token_password, build_username
 
+from .rawmqtt import RawClient
+
 AK, SK, INSTANCE = "dev-ak", "dev-sk", "mqtt-dev"
 USER = build_username(AK, INSTANCE)
 
@@ -84,3 +86,9 @@ async def broker(
 ) -> AsyncIterator[BrokerHandle]:
     async with run_broker(broker_config, clock, authority=authority) as handle:
         yield handle
+
+
+async def connect_raw(port: int, client_id: str, password: str, **kw: object) -> RawClient:
+    client, rc, _ = await RawClient.connected(port, client_id, USER, password, **kw)  # type: ignore[arg-type]
+    assert rc == 0, f"CONNACK {rc}"
+    return client

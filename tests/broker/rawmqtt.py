@@ -97,6 +97,7 @@ class RawClient:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
         self._next_id = 0
+        self.backlog: list[Packet] = []  # packets skipped by expect(), read() sees them first
 
     @classmethod
     async def open(cls, port: int) -> RawClient:
@@ -128,6 +129,11 @@ class RawClient:
 
     async def read(self, within: float = 5.0) -> Packet | None:
         """The next packet, or ``None`` at EOF."""
+        if self.backlog:
+            return self.backlog.pop(0)
+        return await self._read_wire(within)
+
+    async def _read_wire(self, within: float) -> Packet | None:
 
         async def _read() -> Packet | None:
             try:
@@ -147,12 +153,16 @@ class RawClient:
         return await asyncio.wait_for(_read(), within)
 
     async def expect(self, kind: int, within: float = 5.0) -> Packet:
+        for index, waiting in enumerate(self.backlog):
+            if waiting.kind == kind:
+                return self.backlog.pop(index)
         while True:
-            got = await self.read(within)
+            got = await self._read_wire(within)
             if got is None:
                 raise ConnectionError(f"closed while waiting for packet type {kind}")
             if got.kind == kind:
                 return got
+            self.backlog.append(got)
 
     async def closed(self, within: float = 5.0) -> bool:
         """Read (and drop) packets until EOF; ``True`` if the broker closed in time."""
