@@ -3,8 +3,8 @@ credentials so the slow hash is paid once per client per minute, not per request
 
 Hash format: ``scrypt$<log2 N>$<r>$<p>$<salt b64>$<hash b64>`` (hashlib.scrypt,
 16-byte random salt, 32-byte key).  The plaintext is never stored, logged or cached:
-the cache is keyed by ``HMAC-SHA256(process key, client_id NUL secret)`` with a key
-that lives only in this process's memory.
+the cache is keyed by keyed BLAKE2b(client_id NUL secret) (one C call, faster than
+HMAC) with a key that lives only in this process's memory.
 
 Pure apart from :func:`secrets.token_bytes` for salts and the cache key.
 """
@@ -84,12 +84,12 @@ class VerifiedCache:
     def __init__(self, ttl_s: float, max_entries: int, *, key: bytes | None = None):
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._key = secrets.token_bytes(32) if key is None else key
+        self._key = secrets.token_bytes(32) if key is None else key[:64]
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
 
     def _digest(self, client_id: str, secret: str) -> bytes:
         msg = client_id.encode("utf-8") + b"\x00" + secret.encode("utf-8")
-        return hmac.new(self._key, msg, hashlib.sha256).digest()
+        return hashlib.blake2b(msg, key=self._key, digest_size=32).digest()
 
     def check(self, client_id: str, secret: str, secret_hash: str, now: float) -> bool:
         digest = self._digest(client_id, secret)

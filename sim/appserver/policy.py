@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,6 +52,8 @@ __all__ = [
     "parse_account_body",
     "parse_basic_auth",
     "parse_grants",
+    "parse_json",
+    "parse_token_body",
     "parse_token_request",
     "validate_client_id",
 ]
@@ -156,6 +159,28 @@ def parse_token_request(body: object) -> TokenRequest:
     return TokenRequest(
         _actions(obj["actions"], "actions"), _filters(obj["resources"], "resources")
     )
+
+
+def parse_json(raw: bytes) -> object:
+    if not raw.strip():
+        raise BadRequest("request body must be a JSON object")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRequest("request body is not valid JSON") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_small_token_body(raw: bytes) -> TokenRequest:
+    return parse_token_request(parse_json(raw))
+
+
+def parse_token_body(raw: bytes) -> TokenRequest:
+    """:func:`parse_token_request` of a raw JSON body.  Small bodies are remembered
+    (clients ask for the same topics again and again); errors are not."""
+    if len(raw) <= 2048:
+        return _parse_small_token_body(raw)
+    return parse_token_request(parse_json(raw))
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,12 @@ class TokenService:
     # -- tokens -----------------------------------------------------------------------------
 
     async def issue(self, account: Account, request: TokenRequest) -> Issued:
-        """A token for ``request`` (already ACL-checked against ``account``)."""
+        """A token for ``request`` if the account's grants allow it, else 403.
+
+        Invariant: every cached token is allowed by its account's current grants (a
+        change of grants drops the others before any await), so a cache hit needs no
+        ACL check.
+        """
         key = TokenKey.of(account.client_id, self.config.instance_id, request)
         cached = self.tokens.get(key)
         if cached is not None and has_enough_life(
@@ -163,6 +168,7 @@ class TokenService:
         ):
             self._hits.inc()
             return Issued(cached, "cached")
+        check_acl(account.grants, request)
         self._misses.inc()
         task = self._inflight.get(key)
         if task is None:
@@ -423,9 +429,6 @@ class TokenService:
         m.draining.set(self.draining)
         m.accounts.set(len(self.accounts))
         m.pending_revocations.set(len(self.store.load_pending()))
-
-    def check_acl(self, account: Account, request: TokenRequest) -> None:
-        check_acl(account.grants, request)
 
 
 async def _none() -> None:
