@@ -102,6 +102,8 @@ class TokenBroker(HardenedBroker):
         self.authority = authority
         self.metrics = metrics or BrokerMetrics()
         self._timers: dict[HardenedHandler, dict[TokenType, list[TimerHandle]]] = {}
+        # Read at scrape time: exact whatever the order of connects and disconnects.
+        self.metrics.connections.set_function(lambda: len(self._handlers))
         authority.on_change(self._on_authority_change)
 
     # -- CONNECT ------------------------------------------------------------------------
@@ -116,14 +118,12 @@ class TokenBroker(HardenedBroker):
         return 0
 
     async def on_connected(self, handler: HardenedHandler, session_present: bool) -> None:
-        self.metrics.connections.inc()
         grant = grant_of(handler.session)
         if grant is not None and grant.mode == "Token":
             for token_type, claims in grant.tokens.items():
                 self._schedule(handler, token_type, claims)
 
     async def on_disconnected(self, session: Session, handler: HardenedHandler) -> None:
-        self.metrics.connections.dec()
         self.metrics.disconnects.labels(handler.close_reason or "lost").inc()
         for handles in self._timers.pop(handler, {}).values():
             for timer in handles:

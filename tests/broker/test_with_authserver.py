@@ -1,0 +1,128 @@
+"""The broker following a real mock AuthServer: bootstrap, feed, revocation within 1 s,
+account changes, offline verification while the AuthServer is gone."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from mock_authserver.config import AuthServerConfig
+from mock_authserver.runner import AuthServerHandle, run_authserver
+from mock_broker.broker import BrokerHandle, run_broker
+from mock_broker.config import BrokerConfig
+from sim.clock import ManualClock
+from sim.protocol import TokenType, build_token_password
+from sim.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
+
+from .conftest import USER, connect_raw
+from .rawmqtt import PUBLISH, RawClient
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@dataclass
+class Stack:
+    auth: AuthServerHandle
+    broker: BrokerHandle
+    http: aiohttp.ClientSession
+    clock: ManualClock
+    exits: AsyncExitStack
+
+    async def apply(
+        self, actions: str = "R,W", resources: str = "a/+,b/#", ttl: float = 3600
+    ) -> str:
+        params = {
+            "actions": actions,
+            "expireTime": str(int((self.clock.now() + ttl) * 1000)),
+            "instanceId": "mqtt-dev",
+            "resources": resources,
+            "serviceName": "mq",
+            "proxyType": "MQTT",
+            "accessKey": "dev-ak",
+        }
+        params["signature"] = legacy_sign({k: params[k] for k in LEGACY_APPLY_SIGNED}, "dev-sk")
+        async with self.http.post(f"{self.auth.url}/token/apply", data=params) as resp:
+            body = await resp.json()
+        assert body["success"], body
+        return str(body["tokenData"])
+
+    async def revoke(self, token: str) -> None:
+        params = {"token": token, "accessKey": "dev-ak"}
+        params["signature"] = legacy_sign({"token": token}, "dev-sk")
+        async with self.http.post(f"{self.auth.url}/token/revoke", data=params) as resp:
+            body = await resp.json()
+        assert body["success"], body
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Stack]:
+    async with AsyncExitStack() as exits:
+        auth = await exits.enter_async_context(
+            run_authserver(AuthServerConfig(data_dir=tmp_path / "auth"), clock=clock)
+        )
+        broker = await exits.enter_async_context(
+            run_broker(BrokerConfig(port=0, authserver_url=auth.url, feed_poll_timeout=5), clock)
+        )
+        http = await exits.enter_async_context(aiohttp.ClientSession())
+        assert broker.follower is not None and broker.follower.ready
+        yield Stack(auth, broker, http, clock, exits)
+
+
+async def _invalid_notice(client: RawClient) -> dict[str, object]:
+    while True:
+        packet = await client.expect(PUBLISH)
+        if packet.topic == "$SYS/tokenInvalidNotice":
+            return dict(json.loads(packet.payload))
+
+
+async def test_revocation_reaches_the_session_within_one_second(stack: Stack) -> None:
+    token = await stack.apply()
+    password = build_token_password({TokenType.RW: token})
+    client = await connect_raw(stack.broker.port, "GID_s@@@rev", password)
+    assert await client.subscribe(("a/x", 1)) == [1]
+    started = time.monotonic()
+    await stack.revoke(token)
+    assert await _invalid_notice(client) == {"code": 3, "type": "RW"}
+    assert await client.closed(within=1.0)
+    assert time.monotonic() - started < 1.0
+    _, rc, _ = await RawClient.connected(stack.broker.port, "GID_s@@@rev", USER, password)
+    assert rc == 5  # and it cannot come back with that token
+
+
+async def test_disabling_the_account_disconnects_with_minus_1(stack: Stack) -> None:
+    client = await connect_raw(
+        stack.broker.port, "GID_s@@@acct", build_token_password({TokenType.RW: await stack.apply()})
+    )
+    body = {"secret": "dev-sk", "instances": ["mqtt-dev"], "enabled": False}
+    async with stack.http.put(f"{stack.auth.url}/admin/accounts/dev-ak", json=body) as resp:
+        assert resp.status in (200, 201, 204)
+    assert await _invalid_notice(client) == {"code": -1, "type": None}
+    assert await client.closed()
+
+
+async def test_tokens_verify_offline_while_the_authserver_is_gone(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with AsyncExitStack() as outer:
+        auth_ctx = AsyncExitStack()
+        auth = await auth_ctx.enter_async_context(
+            run_authserver(AuthServerConfig(data_dir=tmp_path / "auth"), clock=clock)
+        )
+        broker = await outer.enter_async_context(
+            run_broker(BrokerConfig(port=0, authserver_url=auth.url), clock)
+        )
+        http = await outer.enter_async_context(aiohttp.ClientSession())
+        stack = Stack(auth, broker, http, clock, outer)
+        password = build_token_password({TokenType.R: await stack.apply("R", "a/#")})
+        await auth_ctx.aclose()  # the AuthServer is down from here on
+        for i in range(5):
+            client = await connect_raw(broker.port, f"GID_s@@@off{i}", password)
+            assert await client.subscribe(("a/b", 0)) == [0]
+            await client.disconnect()
