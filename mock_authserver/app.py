@@ -42,6 +42,7 @@ from .gate import TransportAborted
 from .keys import (
     CLOCK,
     CODE,
+    COMMIT,
     CONFIG,
     ENGINE,
     FAULTS,
@@ -54,6 +55,7 @@ from .keys import (
 )
 from .metrics import Metrics
 from .render import error_response, wire_style
+from .store import GroupCommit
 from .ttl import Repository, TTLEngine
 
 __all__ = ["create_app"]
@@ -152,6 +154,7 @@ def create_app(
     app[FAULTS] = FaultSet(seed=config.fault_seed)
     app[FEED] = feed
     app[METRICS] = metrics
+    app[COMMIT] = GroupCommit(repo.flush)
 
     legacy_api.add_routes(app)
     admin.add_routes(app)

@@ -17,10 +17,12 @@ if TYPE_CHECKING:
     from .faults import FaultSet
     from .feedwait import FeedSignal
     from .metrics import Metrics
+    from .store import GroupCommit
 
 __all__ = [
     "CLOCK",
     "CODE",
+    "COMMIT",
     "CONFIG",
     "ENGINE",
     "FAULTS",
@@ -45,6 +47,8 @@ NONCES: web.AppKey[NonceStore] = web.AppKey("nonces")
 FAULTS: web.AppKey[FaultSet] = web.AppKey("faults")
 FEED: web.AppKey[FeedSignal] = web.AppKey("feed")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+#: Awaited by apply handlers before answering: the issued token is then on disk.
+COMMIT: web.AppKey[GroupCommit] = web.AppKey("commit")
 
 # Per-request state: the operation being served (metrics label; None once counted),
 # the answer's code (metrics label) and the OpenAPI RequestId.

@@ -16,7 +16,7 @@ from sim.protocol.signing import LEGACY_APPLY_SIGNED, LEGACY_TOKEN_SIGNED
 from .auth import verify_legacy
 from .errors import ParameterError
 from .gate import gate
-from .keys import ENGINE, OPERATION
+from .keys import COMMIT, ENGINE, OPERATION
 from .validation import (
     ApplyRequest,
     parse_actions,
@@ -76,6 +76,7 @@ async def apply(request: web.Request) -> web.Response:
     issued = engine.apply(
         ApplyRequest(account.access_key_id, params["instanceId"], actions, resources, expire_ms)
     )
+    await request.app[COMMIT].wait()
     return _ok(issued.token)
 
 

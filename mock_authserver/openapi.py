@@ -15,7 +15,7 @@ from aiohttp import web
 from .auth import verify_rpc, verify_v3
 from .errors import InvalidVersion, ParameterError, TokenInvalid, UnknownAction
 from .gate import gate
-from .keys import CODE, CONFIG, ENGINE, NONCES, OPERATION, WALL
+from .keys import CODE, COMMIT, CONFIG, ENGINE, NONCES, OPERATION, WALL
 from .render import request_id
 from .validation import (
     ApplyRequest,
@@ -121,6 +121,7 @@ async def dispatch(request: web.Request) -> web.Response:
                 expire_ms=parse_expire_ms(require(params, "ExpireTime"), "ExpireTime"),
             )
         )
+        await request.app[COMMIT].wait()
         return web.json_response({"RequestId": rid, "Token": issued.token})
     token = parse_token(require(params, "Token"), "Token")
     instance_id = require(params, "InstanceId")

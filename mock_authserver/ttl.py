@@ -71,6 +71,7 @@ class Repository(Protocol):
     def load_keys(self) -> tuple[dict[str, bytes], str | None]: ...
     def add_key(self, kid: str, key: bytes, created_ms: int) -> None: ...
     def save_token(self, claims: TokenClaims) -> None: ...
+    def flush(self) -> None: ...
     def get_token(self, token_id: str) -> TokenClaims | None: ...
     def save_revocation(
         self, token_id: str, revoked_ms: int, expire_ms: int, event: dict[str, Any]
@@ -210,7 +211,7 @@ class TTLEngine:
                 f"the token would be longer than {MAX_TOKEN_CHARS} characters: fewer or"
                 " shorter resources"
             )
-        self._repo.save_token(claims)
+        self._repo.save_token(claims)  # durable once the shell has flushed the repository
         return IssuedToken(token, claims)
 
     def check(self, token: str) -> TokenClaims:
@@ -385,6 +386,9 @@ class MemoryRepository:
 
     def save_token(self, claims: TokenClaims) -> None:
         self.tokens[claims.token_id] = claims
+
+    def flush(self) -> None:
+        pass
 
     def get_token(self, token_id: str) -> TokenClaims | None:
         return self.tokens.get(token_id)

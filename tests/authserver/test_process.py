@@ -130,3 +130,18 @@ def test_cli_rejects_bad_accounts_file(tmp_path):
     )
     assert proc.returncode == 2 and "not valid" in proc.stderr
     assert time.monotonic() - started < 30
+
+
+async def test_issued_tokens_are_on_disk_before_the_answer(tmp_path, http, clock):
+    import asyncio
+    import sqlite3
+
+    async with run_authserver(AuthServerConfig(data_dir=tmp_path), clock=clock) as auth:
+        tokens = await asyncio.gather(*(apply_token(http, auth, clock) for _ in range(20)))
+        # Read with a separate connection, as another process would: every row is there.
+        db = sqlite3.connect(tmp_path / "authserver.sqlite3")
+        try:
+            ids = {row[0] for row in db.execute("SELECT token_id FROM tokens")}
+        finally:
+            db.close()
+        assert ids == {auth.engine.codec.decode(t).token_id for t in tokens}
