@@ -169,7 +169,9 @@ class Connection:
             self._client.connect(address.host, address.port, keepalive=keepalive, version=MQTTv311)
         )
         try:
-            done, _ = await asyncio.wait({attempt, self.lost}, timeout=connect_timeout)
+            done, _ = await asyncio.wait(
+                {attempt, self.lost}, timeout=connect_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
             if attempt in done:
                 attempt.result()
             elif self.lost in done:
@@ -226,7 +228,9 @@ class Connection:
         self._suback.clear()
 
     async def _wait(self, fut: asyncio.Future[Any], limit: float) -> Any:
-        done, _ = await asyncio.wait({fut, self.lost}, timeout=limit)
+        done, _ = await asyncio.wait(
+            {fut, self.lost}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+        )
         if fut in done:
             return fut.result()
         if self.lost in done:
