@@ -145,3 +145,23 @@ async def test_issued_tokens_are_on_disk_before_the_answer(tmp_path, http, clock
         finally:
             db.close()
         assert ids == {auth.engine.codec.decode(t).token_id for t in tokens}
+
+
+def test_cli_clock_flags():
+    import argparse
+
+    from mock_authserver.cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    scaled = config_from_args(parser.parse_args(["--time-scale", "60", "--clock-epoch", "1e9"]))
+    assert (scaled.clock.mode, scaled.clock.scale, scaled.clock.epoch) == ("scaled", 60.0, 1e9)
+    assert config_from_args(parser.parse_args(["--clock", "manual"])).clock.mode == "manual"
+    default = config_from_args(parser.parse_args([]))
+    assert (default.port, default.clock.mode, default.admin_allow_remote) == (
+        18080,
+        "system",
+        False,
+    )
+    with pytest.raises(ValueError):
+        config_from_args(parser.parse_args(["--clock", "manual", "--time-scale", "2"]))
