@@ -1,0 +1,183 @@
+"""``mqtt-token-sim broker``: flags, and a run that stops cleanly on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+from amqtt.errors import BrokerError
+
+from sim.clock import ClockSpec, ManualClock, clock_from_spec
+
+from .config import BrokerConfig, parse_bool
+from .errors import MockBrokerError
+
+__all__ = ["add_arguments", "config_from_args", "run"]
+
+log = logging.getLogger("mock_broker")
+
+
+def _on_off(text: str) -> bool:
+    return parse_bool(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=1883, help="MQTT/TCP port (0: a free one)")
+    parser.add_argument("--ws-port", type=int, default=None, help="also serve MQTT over WebSocket")
+    parser.add_argument(
+        "--tls-port", type=int, default=None, help="MQTT over TLS (default 8883 with --tls-cert)"
+    )
+    parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain for TLS")
+    parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key for TLS")
+    parser.add_argument(
+        "--authserver",
+        default=None,
+        metavar="URL",
+        help="AuthServer base URL whose bootstrap and revocation feed the broker follows",
+    )
+    parser.add_argument(
+        "--auth",
+        type=_on_off,
+        default=True,
+        metavar="on|off",
+        help="'off': no credential or ACL checks (baseline); default on",
+    )
+    parser.add_argument(
+        "--violation",
+        choices=["notice", "gentle"],
+        default="notice",
+        help="notice: invalid notice then disconnect (the provider); gentle: SUBACK 0x80 / drop",
+    )
+    parser.add_argument(
+        "--expire-notice-lead",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="virtual seconds before expiry to send $SYS/tokenExpireNotice (default 300)",
+    )
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics")
+    parser.add_argument(
+        "--connect-timeout", type=float, default=10.0, help="seconds to wait for CONNECT"
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        metavar="S",
+        help="scaled clock, as the AuthServer's",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=["system", "manual"],
+        default="system",
+        help="'manual': follow the AuthServer's manual clock (polls GET /admin/clock)",
+    )
+    parser.add_argument("--clock-epoch", type=float, default=None, help="virtual start, Unix s")
+    parser.add_argument(
+        "--clock-wall0", type=float, default=None, help="real Unix time of --clock-epoch (scaled)"
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[BrokerConfig, ClockSpec]:
+    if args.clock == "manual":
+        if args.time_scale is not None:
+            raise MockBrokerError("--time-scale and --clock manual exclude each other")
+        spec = ClockSpec(mode="manual", epoch=args.clock_epoch)
+    elif args.time_scale is not None:
+        spec = ClockSpec(
+            mode="scaled", scale=args.time_scale, epoch=args.clock_epoch, wall0=args.clock_wall0
+        )
+    else:
+        spec = ClockSpec()
+    tls_port = args.tls_port
+    if tls_port is None and args.tls_cert is not None:
+        tls_port = 8883
+    config = BrokerConfig(
+        host=args.host,
+        port=args.port,
+        ws_port=args.ws_port,
+        tls_port=tls_port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        authserver_url=args.authserver,
+        auth_enabled=args.auth,
+        violation=args.violation,
+        expire_notice_lead=args.expire_notice_lead,
+        metrics_port=args.metrics_port,
+        connect_timeout=args.connect_timeout,
+    )
+    if config.auth_enabled and not config.authserver_url:
+        raise MockBrokerError("--authserver URL is required unless --auth off")
+    if spec.mode == "manual" and not config.authserver_url:
+        raise MockBrokerError("--clock manual follows the AuthServer's clock: needs --authserver")
+    return config, spec
+
+
+async def _follow_manual_clock(clock: ManualClock, base_url: str) -> None:
+    """Keep a manual clock level with the AuthServer's (``GET /admin/clock``)."""
+    async with aiohttp.ClientSession() as http:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+                async with http.get(
+                    base_url.rstrip("/") + "/admin/clock", timeout=aiohttp.ClientTimeout(total=5)
+                ) as resp:
+                    now_ms = (await resp.json())["now_ms"]
+                if isinstance(now_ms, int) and now_ms / 1000 > clock.now():
+                    clock.set(now_ms / 1000)
+            await asyncio.sleep(0.1)
+
+
+async def _serve(config: BrokerConfig, spec: ClockSpec) -> None:
+    from .broker import run_broker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    clock = clock_from_spec(spec)
+    follower = None
+    if isinstance(clock, ManualClock) and config.authserver_url:
+        follower = asyncio.create_task(_follow_manual_clock(clock, config.authserver_url))
+    try:
+        async with run_broker(config, clock) as broker:
+            extra = []
+            if broker.ws_port is not None:
+                extra.append(f"ws://{config.host}:{broker.ws_port}")
+            if broker.tls_port is not None:
+                extra.append(f"mqtts://{config.host}:{broker.tls_port}")
+            if broker.metrics_port is not None:
+                extra.append(f"metrics http://{config.host}:{broker.metrics_port}/metrics")
+            auth = f"following {config.authserver_url}" if config.auth_enabled else "auth off"
+            print(
+                f"Broker listening on {broker.url} {' '.join(extra)} ({auth})".strip(), flush=True
+            )
+            await stop.wait()
+    finally:
+        if follower is not None:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+    log.info("broker stopped")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config, spec = config_from_args(args)
+    except (MockBrokerError, ValueError) as exc:
+        print(f"mqtt-token-sim broker: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(config, spec))
+    except OSError as exc:  # e.g. the port is taken
+        print(f"mqtt-token-sim broker: {exc}", file=sys.stderr)
+        return 1
+    except (MockBrokerError, BrokerError) as exc:
+        print(f"mqtt-token-sim broker: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,112 @@
+"""``mqtt-token-sim broker`` as its own process, beside an AuthServer process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from sim.protocol import TokenType, build_token_password
+from sim.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
+
+from .conftest import USER, connect_raw
+from .rawmqtt import PUBLISH, RawClient
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def _start(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sim", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+    assert line, (await proc.stderr.read()).decode() if proc.stderr else "no output"
+    return proc, line
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return await asyncio.wait_for(proc.wait(), 15)
+
+
+@pytest.fixture
+async def procs() -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    started: list[asyncio.subprocess.Process] = []
+    yield started
+    for proc in started:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_broker_process_auth_off_exits_0_on_sigterm(
+    procs: list[asyncio.subprocess.Process],
+) -> None:
+    proc, line = await _start("broker", "--port", "0", "--auth", "off")
+    procs.append(proc)
+    port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
+    client, rc, _ = await RawClient.connected(port, "anything")
+    assert rc == 0
+    assert await _stop(proc) == 0
+    assert await client.closed()
+
+
+async def test_broker_process_needs_an_authserver(procs: list[asyncio.subprocess.Process]) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sim", "broker", "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    procs.append(proc)
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2
+    assert b"--authserver" in err and b"Traceback" not in err
+
+
+async def test_revocation_across_processes(
+    tmp_path: Path, procs: list[asyncio.subprocess.Process]
+) -> None:
+    auth, line = await _start("authserver", "--port", "0", "--data-dir", str(tmp_path / "auth"))
+    procs.append(auth)
+    auth_url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)  # type: ignore[union-attr]
+    broker, line = await _start("broker", "--port", "0", "--authserver", auth_url)
+    procs.append(broker)
+    port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
+    async with aiohttp.ClientSession() as http:
+        params = {
+            "actions": "R,W", "expireTime": str(int((time.time() + 3600) * 1000)),
+            "instanceId": "mqtt-dev", "resources": "a/#", "serviceName": "mq",
+            "proxyType": "MQTT", "accessKey": "dev-ak",
+        }  # fmt: skip
+        params["signature"] = legacy_sign({k: params[k] for k in LEGACY_APPLY_SIGNED}, "dev-sk")
+        async with http.post(f"{auth_url}/token/apply", data=params) as resp:
+            token = (await resp.json())["tokenData"]
+        client = await connect_raw(port, "GID_p@@@one", build_token_password({TokenType.RW: token}))
+        assert await client.subscribe(("a/b", 0)) == [0]
+        revoke = {
+            "token": token,
+            "accessKey": "dev-ak",
+            "signature": legacy_sign({"token": token}, "dev-sk"),
+        }
+        started = time.monotonic()
+        async with http.post(f"{auth_url}/token/revoke", data=revoke) as resp:
+            assert (await resp.json())["success"]
+        notice = await client.expect(PUBLISH, within=2.0)
+        assert time.monotonic() - started < 1.0
+        assert json.loads(notice.payload) == {"code": 3, "type": "RW"}
+        assert await client.closed()
+    _, rc, _ = await RawClient.connected(
+        port, "GID_p@@@one", USER, build_token_password({TokenType.RW: token})
+    )
+    assert rc == 5
+    assert await _stop(broker) == 0
+    assert await _stop(auth) == 0
