@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import socket
@@ -72,7 +73,7 @@ VALUES = st.one_of(
         ]
     ),
     st.integers(min_value=-(10**30), max_value=10**40).map(str),
-    st.just("x" * 70_000),
+    st.just("x" * 9_000),  # past aiohttp's 8190-byte request line
 )
 PARAMS = st.dictionaries(
     st.one_of(st.sampled_from(NAMES), st.text(max_size=10)), VALUES, max_size=10
@@ -187,12 +188,29 @@ def test_no_request_gets_a_5xx(
         conn.request(method, url, body=body, headers=hdrs)
         resp = conn.getresponse()
         payload = resp.read()
+    except ConnectionError:
+        # aiohttp's HTTP parser refuses a request it cannot parse (unknown method, request
+        # line over 8190 bytes) with a 400 and closes; with the client still sending, the
+        # close can arrive as a reset before the 400 is read.  Only then is a reset fine,
+        # and the server must still be serving.
+        assert method == "FOO" or len(url) > 8190, (method, url[:200])
+        assert_serving(live_port)
+        return
     finally:
         conn.close()
     assert resp.status < 500, (resp.status, payload[:300])
     assert b"Traceback" not in payload
     if path.startswith("/token/") and resp.status == 200:
         assert set(json.loads(payload)) == {"success", "code", "message", "tokenData"}
+
+
+def assert_serving(port: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/admin/health")
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize(
@@ -210,10 +228,8 @@ def test_garbage_on_the_wire_then_still_serving(live_port, raw):
         sock.sendall(raw)
         sock.shutdown(socket.SHUT_WR)
         answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
+        with contextlib.suppress(ConnectionResetError):  # refused unread input may reset
+            while chunk := sock.recv(65536):
+                answer += chunk
     assert not answer.startswith(b"HTTP/1.1 5"), answer[:200]
-    conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=5)
-    conn.request("GET", "/admin/health")
-    assert conn.getresponse().status == 200
-    conn.close()
+    assert_serving(live_port)
