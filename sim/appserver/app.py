@@ -194,7 +194,7 @@ async def post_token(request: web.Request) -> web.Response:
 def _account_view(service: TokenService, client_id: str) -> dict[str, Any]:
     account = service.accounts[client_id]
     view = account.to_json()
-    view["tokens"] = sum(1 for k in service.tokens if k.account == client_id)
+    view["tokens"] = service.token_count(client_id)
     return view
 
 

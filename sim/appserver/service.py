@@ -102,7 +102,10 @@ class TokenService:
         self.metrics = metrics or Metrics()
         self.rng = random.Random(config.seed)
         self.accounts: dict[str, Account] = {a.client_id: a for a in store.load_accounts()}
-        self.tokens: dict[TokenKey, CachedToken] = {t.key: t for t in store.load_tokens()}
+        self.tokens: dict[TokenKey, CachedToken] = {}
+        self._by_account: dict[str, set[TokenKey]] = {}
+        for cached in store.load_tokens():
+            self._cache_put(cached)
         self.breaker = CircuitBreaker(
             config.breaker_failures,
             config.breaker_open_s,
@@ -225,7 +228,7 @@ class TokenService:
             await self._drop_and_revoke([fresh], persisted=False)
             raise Forbidden("the account changed while its token was being applied")
         self.store.put_token(fresh)  # committed before anyone is answered
-        self.tokens[key] = fresh
+        self._cache_put(fresh)
         return Issued(fresh, "issued")
 
     def _fallback(self, cached: CachedToken | None, reason: str, retry_in: float) -> Issued:
@@ -250,8 +253,23 @@ class TokenService:
 
     # -- accounts ------------------------------------------------------------------------------
 
+    def _cache_put(self, cached: CachedToken) -> None:
+        self.tokens[cached.key] = cached
+        self._by_account.setdefault(cached.key.account, set()).add(cached.key)
+
+    def _cache_drop(self, key: TokenKey) -> None:
+        del self.tokens[key]
+        keys = self._by_account.get(key.account)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_account[key.account]
+
     def _tokens_of(self, client_id: str) -> list[CachedToken]:
-        return [t for k, t in self.tokens.items() if k.account == client_id]
+        return [self.tokens[k] for k in self._by_account.get(client_id, ())]
+
+    def token_count(self, client_id: str) -> int:
+        return len(self._by_account.get(client_id, ()))
 
     async def _hash(self, secret: str) -> str:
         return str(await self._run_blocking(hash_secret, secret, self.config.password_hash_cost))
@@ -366,7 +384,7 @@ class TokenService:
         now_ms = self.clock.now_ms()
         for t in tokens:
             if self.tokens.get(t.key) is t:
-                del self.tokens[t.key]
+                self._cache_drop(t.key)
         if persisted:
             self.store.drop_tokens(tokens, revoke=True, now_ms=now_ms)
         else:
