@@ -198,7 +198,8 @@ class LiveStack:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with stack(SystemClock(), self.tmp) as s:
+        # Many distinct valid bodies: no drain limit in the way of the property.
+        async with stack(SystemClock(), self.tmp, drain_burst=100_000) as s:
             await s.put_account()
             self.url = s.app.url
             self.ready.set()
