@@ -7,6 +7,7 @@ Every answer is validated; failures map onto :mod:`sim.client.errors`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 from dataclasses import dataclass
@@ -34,6 +35,11 @@ _MAX_RETRY_AFTER = 3600.0
 class TokenGrant:
     token: StoredToken
     stale: bool  # served from the AppServer's disaster-recovery cache
+
+
+def _basic(account: str, secret: str) -> str:
+    raw = f"{account}:{secret}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
 def _message(body: Any, status: int) -> str:
@@ -101,7 +107,7 @@ async def request_token(
         async with session.post(
             url,
             json=payload,
-            auth=aiohttp.BasicAuth(account, secret),
+            headers={"Authorization": _basic(account, secret)},
             timeout=aiohttp.ClientTimeout(total=request_timeout),
         ) as resp:
             raw = await resp.read()

@@ -499,7 +499,7 @@ class TokenClient:
                 await conn.close()
                 return
             due = decision.action is RefreshAction.REFRESH or self._force_refresh
-            at = max(decision.at, self._not_before)
+            at = max(now if due else decision.at, self._not_before)
             if not due or at > now:
                 if at != scheduled_for:
                     scheduled_for = at
