@@ -23,9 +23,11 @@ import datetime as dt
 import importlib
 import logging
 import random
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -111,6 +113,8 @@ class RunContext:
         self.timeline = timeline
         self.progress = progress
         self.rng = random.Random(params.seed)
+        #: A directory of this run's own (client token stores, ...).
+        self.workdir: Path = Path(".")
         #: Set by the scenario: how many of its clients are connected right now.
         self.connected: Callable[[], int] = lambda: 0
 
@@ -195,8 +199,10 @@ async def run_scenario(
             sampler = TimelineSampler(probe, interval_s=params.sample_interval_s)
             ctx = RunContext(env, params, clients, report, sampler, progress)
             ctx_box.append(ctx)
-            async with sampler:
-                await module.run(ctx)
+            with tempfile.TemporaryDirectory(prefix=f"scenario-{module.NAME}-") as tmp:
+                ctx.workdir = Path(tmp)
+                async with sampler:
+                    await module.run(ctx)
             report.timeline = sampler.points
             report.marks = sampler.marks
     except Exception as exc:
@@ -211,7 +217,6 @@ async def run_scenario(
 
 def _with_data_dir(options: EmbeddedOptions, data_dir: str) -> EmbeddedOptions:
     from dataclasses import replace
-    from pathlib import Path
 
     with contextlib.suppress(TypeError):
         return replace(options, data_dir=Path(data_dir))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         time_scale=args.time_scale,
     )
+    _quiet_libraries()
     progress = NullProgress() if args.quiet else Progress(sys.stderr)
     report = asyncio.run(
         run_scenario(args.scenario, params, endpoints=endpoints, progress=progress)
@@ -98,6 +100,18 @@ def run(args: argparse.Namespace) -> int:
     if report.error is not None:
         return EXIT_ERROR
     return EXIT_PASSED if report.passed else EXIT_FAILED
+
+
+def _quiet_libraries() -> None:
+    """amqtt (and its state machines) and gmqtt narrate every connection at INFO: with
+    thousands of clients that drowns the progress bar.  Keep them at WARNING unless the
+    user asked for DEBUG."""
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        return
+    for name in ("amqtt", "transitions", "gmqtt"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # gmqtt logs every refused CONNACK at ERROR; the SDK handles (and counts) them.
+    logging.getLogger("sim.client.gmqtt").setLevel(logging.CRITICAL)
 
 
 def _endpoints(args: argparse.Namespace) -> Endpoints | None:

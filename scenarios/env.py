@@ -240,9 +240,8 @@ class _EmbeddedStack:
         self._app_config: Any = None
 
     async def start(self) -> None:
-        from mock_authserver.runner import run_authserver
-
         from mock_authserver.config import AuthServerConfig
+        from mock_authserver.runner import run_authserver
         from mock_broker.config import BrokerConfig
         from sim.appserver.config import AppServerConfig
 
@@ -261,7 +260,7 @@ class _EmbeddedStack:
             **self.options.broker_overrides,
         }
         if self.options.expire_notice_lead_s is not None:
-            broker_kw["expire_notice_lead_s"] = self.options.expire_notice_lead_s
+            broker_kw["expire_notice_lead"] = self.options.expire_notice_lead_s
         self._broker_config = BrokerConfig(**broker_kw)
         await self._start_broker()
         self._app_config = AppServerConfig(

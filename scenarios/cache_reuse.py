@@ -1,0 +1,110 @@
+"""cache-reuse: restarts of clients and of the AppServer reuse tokens (SPEC §7).
+
+Phases, each a full restart of N clients, counted from the AuthServer's and the
+AppServer's own metrics:
+
+0. ``first_start`` -- fresh clients, empty stores: N AppServer requests, N upstream
+   applies (one per account/key);
+1. ``client_restart`` -- the clients restart with their persisted tokens: expect 0
+   AppServer requests and 0 upstream applies;
+2. ``empty_stores`` -- the clients restart with wiped stores: the AppServer answers from
+   its cache: N requests, 0 upstream applies;
+3. ``appserver_restart`` -- the AppServer restarts (its cache is SQLite), the clients
+   restart with wiped stores again: 0 upstream applies.
+
+Figures per phase: ``<phase>_upstream_applies``, ``<phase>_appserver_requests``,
+``<phase>_tokens_from_store``, ``<phase>_seconds``.  Options: ``concurrency=100``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .base import RunContext, ScenarioParams
+from .env import EmbeddedOptions, Unsupported
+from .population import Population
+from .report import Expectation
+
+NAME = "cache-reuse"
+DESCRIPTION = "client and AppServer restarts reuse persisted and cached tokens"
+DEFAULT_CLIENTS = 200
+CLOCK = "system"
+
+PHASES = ("first_start", "client_restart", "empty_stores", "appserver_restart")
+
+
+def embedded_options(params: ScenarioParams) -> EmbeddedOptions:
+    return EmbeddedOptions(seed=params.seed)
+
+
+async def run(ctx: RunContext) -> None:
+    n, env = ctx.clients, ctx.env
+    concurrency = int(ctx.option("concurrency", 100))
+    pop = Population(env, n, ctx.workdir / "client-tokens", group="cache", seed=ctx.params.seed)
+    ctx.connected = pop.connected
+    ctx.figure("clients", n)
+    skipped: list[str] = []
+    try:
+        await pop.create_accounts()
+        for phase in PHASES:
+            if phase in ("empty_stores", "appserver_restart"):
+                pop.wipe_stores()
+            if phase == "appserver_restart":
+                try:
+                    await env.restart_appserver()
+                except Unsupported:
+                    skipped.append(phase)
+                    continue
+            ctx.progress.phase(phase.replace("_", " "), n)
+            ctx.mark(phase)
+            before_up = await env.upstream_applies()
+            before_app = await env.appserver_token_requests()
+            before = pop.counters()
+            t0 = time.monotonic()
+            await pop.start(concurrency=concurrency, on_connected=ctx.progress.update)
+            seconds = time.monotonic() - t0
+            after = pop.counters()
+            # A restarted AppServer counts from zero again.
+            after_app = await env.appserver_token_requests()
+            app_requests = after_app - (0 if phase == "appserver_restart" else before_app)
+            ctx.figure(f"{phase}_upstream_applies", int(await env.upstream_applies() - before_up))
+            ctx.figure(f"{phase}_appserver_requests", int(app_requests))
+            ctx.figure(
+                f"{phase}_tokens_from_store", after.tokens_from_store - before.tokens_from_store
+            )
+            ctx.figure(f"{phase}_connected", pop.connected())
+            ctx.figure(f"{phase}_seconds", round(seconds, 3))
+            await pop.stop()
+    finally:
+        await pop.close()
+
+    f = ctx.report.figures
+    ctx.report.expect(
+        Expectation.equal(
+            "first start applies once per client", f["first_start_upstream_applies"], n
+        )
+    )
+    for phase in PHASES:
+        if phase in skipped:
+            continue
+        ctx.report.expect(
+            Expectation.equal(f"{phase}: every client connected", f[f"{phase}_connected"], n)
+        )
+        if phase != "first_start":
+            ctx.report.expect(
+                Expectation.equal(
+                    f"{phase}: no upstream applies", f[f"{phase}_upstream_applies"], 0
+                )
+            )
+    ctx.report.expect(
+        Expectation.equal(
+            "client restart: no AppServer requests", f["client_restart_appserver_requests"], 0
+        )
+    )
+    ctx.report.expect(
+        Expectation.equal(
+            "client restart: every token from the store", f["client_restart_tokens_from_store"], n
+        )
+    )
+    for phase in skipped:
+        ctx.report.expect(Expectation.check(f"{phase}: skipped", True, "needs the embedded stack"))

@@ -1,0 +1,568 @@
+"""A Hypothesis state machine: the real in-process stack beside a simple model.
+
+Rules (each synchronous, run on the stack through :class:`LoopBridge`): apply for a
+token at the AppServer, connect with one, publish, subscribe, upload a token in
+session, advance the manual clock, revoke (disable an AppServer account), enable it
+again, restart the AppServer, switch an AuthServer outage on and off.
+
+The model (:class:`Model`) is a few dicts: tokens with expiry and a revoked flag, the
+AppServer's cache (one token per key), which accounts are enabled, whether the
+AuthServer is down, and what each connection holds.  Invariants of issue 6:
+
+* an expired or revoked token never connects, never publishes (its session is closed);
+* nothing outside a token's resources is ever accepted (publish / subscribe) nor
+  delivered to a session;
+* the AppServer never holds two live tokens for one key (a repeated ask returns the
+  cached token while it has more than the refresh margin of life);
+* a client with a valid cached token is never refused during an outage (the AppServer
+  serves its cached token, the broker accepts it: it verifies offline).
+
+Run it from pytest (``tests/scenarios/test_machine.py``) or directly::
+
+    python -m scenarios.machines          # more examples than the default suite
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
+from sim.clock import ManualClock
+from sim.protocol import covered_by_any, matches_any
+
+__all__ = ["LoopBridge", "Model", "StackMachine", "TestStack"]
+
+T = TypeVar("T")
+
+TTL_S = 600.0
+MARGIN_S = 100.0
+#: Advance steps chosen so that no sum of a few of them hits a TTL or margin boundary
+#: exactly (600, 500): the model and the stack must never disagree on "equal".
+ADVANCES = (13.0, 97.0, 251.0, 617.0)
+SECRET = "machine-secret"
+ACCOUNTS: dict[str, list[dict[str, Any]]] = {
+    "GID_m@@@a": [{"resources": ["m/a/#"], "actions": "R,W"}],
+    "GID_m@@@b": [{"resources": ["m/b/+"], "actions": "R,W"}],
+}
+#: What each account may ask for (all inside its grants).
+ASKS: dict[str, list[tuple[tuple[str, ...], str]]] = {
+    "GID_m@@@a": [(("m/a/#",), "R,W"), (("m/a/x",), "R,W"), (("m/a/x",), "W"), (("m/a/#",), "R")],
+    "GID_m@@@b": [(("m/b/+",), "R,W"), (("m/b/x",), "R")],
+}
+SLOTS = ("GID_m@@@c0", "GID_m@@@c1", "GID_m@@@c2")
+TOPICS = ("m/a/x", "m/a/y/z", "m/b/x", "m/b/y/z")
+FILTERS = ("m/a/#", "m/a/x", "m/b/+", "m/b/x", "#")
+#: Real seconds the broker may take to act on a revocation (SPEC §3c says 1 s; the
+#: margin is for a loaded CI machine).
+REVOKE_DEADLINE_S = 2.5
+ACT_DEADLINE_S = 3.0
+
+
+class LoopBridge:
+    """An asyncio loop in a background thread; synchronous rules submit coroutines."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        async def _drain() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            self.run(_drain(), timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass
+class MToken:
+    value: str
+    account: str
+    resources: tuple[str, ...]
+    actions: str  # "R", "W", "R,W"
+    type: str  # "R", "W", "RW"
+    expire_s: float
+    username: str
+    password: str
+    revoked: bool = False
+
+    def live(self, now: float) -> bool:
+        return not self.revoked and now < self.expire_s
+
+    def can_read(self) -> bool:
+        return "R" in self.actions
+
+    def can_write(self) -> bool:
+        return "W" in self.actions
+
+    def __repr__(self) -> str:  # Hypothesis prints steps: never the token itself
+        return f"MToken({self.account}, {self.resources}, {self.actions}, exp={self.expire_s})"
+
+
+@dataclass
+class MConn:
+    slot: str
+    token: MToken
+    conn: Any  # sim.client.transport.Connection
+    subscriptions: list[str] = field(default_factory=list)
+    #: (topic, payload, readable by the session's token when it arrived)
+    received: list[tuple[str, bytes, bool]] = field(default_factory=list)
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        readable = self.token.can_read() and matches_any(self.token.resources, topic)
+        self.received.append((topic, payload, readable))
+
+
+@dataclass
+class Model:
+    now: float
+    tokens: list[MToken] = field(default_factory=list)
+    cache: dict[tuple[str, tuple[str, ...], str], MToken] = field(default_factory=dict)
+    enabled: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(ACCOUNTS, True))
+    outage: bool = False
+
+    def cached_for(self, key: tuple[str, tuple[str, ...], str]) -> MToken | None:
+        return self.cache.get(key)
+
+    def expected_apply(self, account: str, key: tuple[str, tuple[str, ...], str]) -> str:
+        """``"disabled"``, ``"cached"`` (same token), ``"stale"`` (same token, the
+        AuthServer is down), ``"new"`` or ``"unavailable"`` (503)."""
+        if not self.enabled[account]:
+            return "disabled"
+        cached = self.cache.get(key)
+        if cached is not None and cached.expire_s - self.now > MARGIN_S and not cached.revoked:
+            return "cached"
+        if not self.outage:
+            return "new"
+        if cached is not None and cached.expire_s > self.now:
+            return "stale"
+        return "unavailable"
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+class TestStack:
+    """The embedded stack with a manual clock, driven from synchronous code."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self) -> None:
+        from .env import EmbeddedOptions, embedded_environment
+
+        self.bridge = LoopBridge()
+        # Whole seconds: expireTime is in ms, the model in float seconds.
+        self.clock = ManualClock(start=float(int(time.time())))
+        self._stack = contextlib.AsyncExitStack()
+        options = EmbeddedOptions(
+            token_ttl_s=TTL_S,
+            refresh_margin_s=MARGIN_S,
+            expire_notice_lead_s=30.0,
+            appserver_overrides={
+                # The model has no breaker nor drain: keep them out of the way.
+                "breaker_failures": 1_000_000,
+                "drain_burst": 100_000,
+                "drain_rate_per_s": 1_000_000.0,
+                "upstream_timeout_s": 5.0,
+                "retry_after_s": 1.0,
+            },
+            seed=0,
+        )
+
+        async def start() -> Any:
+            return await self._stack.enter_async_context(
+                embedded_environment(options, clock=self.clock)
+            )
+
+        self.env = self.bridge.run(start(), timeout=60)
+        self.bridge.run(self._accounts())
+
+    async def _accounts(self) -> None:
+        await self.env.create_accounts(
+            [
+                {"client_id": cid, "secret": SECRET, "grants": grants, "enabled": True}
+                for cid, grants in ACCOUNTS.items()
+            ]
+        )
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.bridge.run(self._stack.aclose(), timeout=30)
+        self.bridge.close()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return self.bridge.run(coro, timeout)
+
+    # -- AppServer -------------------------------------------------------------------
+    async def ask(self, account: str, resources: tuple[str, ...], actions: str) -> tuple[int, Any]:
+        auth = base64.b64encode(f"{account}:{SECRET}".encode()).decode()
+        async with self.env.http.post(
+            f"{self.env.endpoints.appserver_url}/v1/tokens",
+            json={"resources": list(resources), "actions": actions},
+            headers={"Authorization": f"Basic {auth}"},
+        ) as resp:
+            body = await resp.json(content_type=None)
+            return resp.status, (body, resp.headers.get("Retry-After"))
+
+    async def set_enabled(self, account: str, enabled: bool) -> int:
+        async with self.env.http.put(
+            f"{self.env.endpoints.appserver_url}/admin/accounts/{account}",
+            json={"enabled": enabled},
+        ) as resp:
+            await resp.read()
+            return int(resp.status)
+
+    # -- MQTT ------------------------------------------------------------------------
+    async def connect(self, slot: str, token: MToken, sink: MConn | None = None) -> Any:
+        from sim.client.transport import Connection, parse_broker_url
+
+        def on_message(m: Any) -> None:
+            if sink is not None:
+                sink.on_message(m.topic, m.payload)
+
+        conn = Connection(slot, on_message=on_message)
+        # keep-alive 0: the manual clock jumps hours; liveness is not under test here.
+        await conn.open(
+            parse_broker_url(self.env.endpoints.broker_url),
+            username=token.username,
+            password=token.password,
+            keepalive=0,
+            connect_timeout=ACT_DEADLINE_S,
+        )
+        return conn
+
+    async def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        for _ in range(5):  # let woken coroutines run
+            await asyncio.sleep(0)
+
+    async def wait_closed(self, conns: list[Any], deadline_s: float) -> bool:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if all(not c.is_open for c in conns):
+                return True
+            await asyncio.sleep(0.01)
+        return all(not c.is_open for c in conns)
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+class StackMachine(RuleBasedStateMachine):
+    tokens = Bundle("tokens")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack = TestStack()
+        self.model = Model(now=self.stack.clock.now())
+        self.conns: dict[str, MConn] = {}
+        self.seq = 0
+
+    def teardown(self) -> None:
+        async def close_all() -> None:
+            for c in self.conns.values():
+                with contextlib.suppress(Exception):
+                    await c.conn.close()
+
+        with contextlib.suppress(Exception):
+            self.stack.run(close_all())
+        self.stack.close()
+
+    # -- helpers ---------------------------------------------------------------------
+    def _open(self) -> list[MConn]:
+        return [c for c in self.conns.values() if c.conn.is_open]
+
+    def _drop_closed(self) -> None:
+        for slot in [s for s, c in self.conns.items() if not c.conn.is_open]:
+            del self.conns[slot]
+
+    def _expect_closed(self, mc: MConn, why: str) -> None:
+        closed = self.stack.run(self.stack.wait_closed([mc.conn], ACT_DEADLINE_S))
+        assert closed, f"{mc.slot} should have been disconnected: {why}"
+        self.conns.pop(mc.slot, None)
+
+    # -- rules -----------------------------------------------------------------------
+    @rule(
+        target=tokens,
+        account=st.sampled_from(sorted(ACCOUNTS)),
+        which=st.integers(0, 3),
+    )
+    def apply(self, account: str, which: int) -> Any:
+        resources, actions = ASKS[account][which % len(ASKS[account])]
+        key = (account, resources, actions)
+        expected = self.model.expected_apply(account, key)
+        status, (body, retry_after) = self.stack.run(self.stack.ask(account, resources, actions))
+        if expected == "disabled":
+            assert status == 403, (status, body)
+            return multiple()
+        if expected == "unavailable":
+            assert status == 503, (status, body)
+            assert retry_after is not None and float(retry_after) > 0, "503 without Retry-After"
+            return multiple()
+        assert status == 200, (expected, status, body)
+        cached = self.model.cache.get(key)
+        if expected in ("cached", "stale"):
+            assert cached is not None
+            # Invariant: one live token per key -- the cached one comes back.
+            assert body["token"] == cached.value, f"{expected}: a second live token for {key}"
+            if expected == "stale":
+                assert body["stale"] is True
+            return multiple()
+        assert cached is None or body["token"] != cached.value
+        assert body["stale"] is False
+        expire_s = int(body["expireTime"]) / 1000.0
+        assert abs(expire_s - (self.model.now + TTL_S)) <= 70, "expireTime far from the policy TTL"
+        token = MToken(
+            body["token"],
+            account,
+            resources,
+            actions,
+            body["type"],
+            expire_s,
+            body["username"],
+            body["password"],
+        )
+        self.model.tokens.append(token)
+        self.model.cache[key] = token
+        return token
+
+    @rule(token=tokens, slot=st.sampled_from(SLOTS))
+    def connect(self, token: MToken, slot: str) -> None:
+        from sim.client.errors import NotAuthorized
+
+        previous = self.conns.pop(slot, None)
+        live = token.live(self.model.now)
+        mc = MConn(slot, token, None)
+        try:
+            mc.conn = self.stack.run(self.stack.connect(slot, token, mc))
+        except NotAuthorized:
+            assert not live, f"a live token was refused (outage={self.model.outage})"
+            if previous is not None:
+                # A refused CONNECT must not disturb the session holding the id (F1).
+                assert previous.conn.is_open or not previous.token.live(self.model.now)
+                self.conns[slot] = previous
+            return
+        assert live, f"an {'revoked' if token.revoked else 'expired'} token connected"
+        self.conns[slot] = mc
+        if previous is not None:
+            # Same client id: the newcomer takes over (SPEC §4).
+            closed = self.stack.run(self.stack.wait_closed([previous.conn], ACT_DEADLINE_S))
+            assert closed, "the previous connection with the same client id was not taken over"
+
+    @precondition(lambda self: bool(self._open()))
+    @rule(data=st.data(), flt=st.sampled_from(FILTERS))
+    def subscribe(self, data: st.DataObject, flt: str) -> None:
+        mc = data.draw(st.sampled_from(sorted(self._open(), key=lambda c: c.slot)))
+        allowed = mc.token.can_read() and covered_by_any(mc.token.resources, flt)
+
+        async def sub() -> int | None:
+            try:
+                return int(await mc.conn.subscribe(flt, qos=1, timeout=ACT_DEADLINE_S))
+            except Exception:
+                return None
+
+        granted = self.stack.run(sub())
+        if allowed:
+            assert granted in (0, 1), f"covered filter {flt!r} refused ({granted})"
+            mc.subscriptions.append(flt)
+        else:
+            # A notice-mode broker may close without a SUBACK; it must never grant it.
+            assert granted not in (0, 1), f"filter {flt!r} outside {mc.token} was granted"
+            self._expect_closed(mc, f"subscribe to {flt!r} outside {mc.token}")
+
+    @precondition(lambda self: bool(self._open()))
+    @rule(data=st.data(), topic=st.sampled_from(TOPICS))
+    def publish(self, data: st.DataObject, topic: str) -> None:
+        mc = data.draw(st.sampled_from(sorted(self._open(), key=lambda c: c.slot)))
+        allowed = mc.token.can_write() and matches_any(mc.token.resources, topic)
+        self.seq += 1
+        payload = f"m{self.seq}".encode()
+        # Who may see it: sessions whose current token reads the topic.
+        readers = {
+            c.slot
+            for c in self._open()
+            if c.token.can_read() and matches_any(c.token.resources, topic)
+        }
+
+        async def pub() -> bool:
+            try:
+                await mc.conn.publish(topic, payload, qos=1, timeout=ACT_DEADLINE_S)
+                return True
+            except Exception:
+                return False
+
+        acked = self.stack.run(pub())
+        if allowed:
+            assert acked, f"an allowed publish to {topic!r} was not acknowledged"
+        else:
+            # The PUBACK may or may not precede the disconnect; the session must end.
+            self._expect_closed(mc, f"publish to {topic!r} outside {mc.token}")
+        # Anything delivered must be readable by the receiver's token.
+        for c in list(self.conns.values()):
+            for t, p, _ in c.received:
+                if p == payload:
+                    assert allowed, f"a refused publish to {t!r} was delivered"
+                    assert c.slot in readers, f"{t!r} delivered to {c.slot} outside {c.token}"
+
+    @precondition(lambda self: bool(self._open()))
+    @rule(data=st.data(), token=tokens)
+    def upload(self, data: st.DataObject, token: MToken) -> None:
+        candidates = [c for c in self._open() if c.token.type == token.type]
+        if not candidates:
+            return
+        mc = data.draw(st.sampled_from(sorted(candidates, key=lambda c: c.slot)))
+        live = token.live(self.model.now)
+        body = json.dumps({"token": token.value, "type": token.type}).encode()
+
+        async def up() -> bool:
+            try:
+                await mc.conn.publish("$SYS/uploadToken", body, qos=1, timeout=ACT_DEADLINE_S)
+                return True
+            except Exception:
+                return False
+
+        acked = self.stack.run(up())
+        if live:
+            assert acked, "a valid upload was not acknowledged"
+            mc.token = token  # PUBACK comes after the swap (SPEC §4)
+        else:
+            self._expect_closed(mc, "an upload of a dead token")
+
+    @rule(seconds=st.sampled_from(ADVANCES))
+    def advance(self, seconds: float) -> None:
+        self.stack.run(self.stack.advance(seconds))
+        self.model.now += seconds
+        for mc in list(self.conns.values()):
+            if mc.token.expire_s <= self.model.now:
+                self._expect_closed(mc, "its token expired")
+
+    @rule(account=st.sampled_from(sorted(ACCOUNTS)))
+    def revoke(self, account: str) -> None:
+        """Disable the account at the AppServer: its cached tokens are revoked upstream."""
+        status = self.stack.run(self.stack.set_enabled(account, False))
+        assert status == 200, status
+        revoked = [t for k, t in self.model.cache.items() if k[0] == account]
+        for t in revoked:
+            t.revoked = True
+        for k in [k for k in self.model.cache if k[0] == account]:
+            del self.model.cache[k]
+        was_enabled = self.model.enabled[account]
+        self.model.enabled[account] = False
+        if not was_enabled:
+            return
+        affected = [c for c in self.conns.values() if c.token.revoked]
+        if affected:
+            closed = self.stack.run(
+                self.stack.wait_closed([c.conn for c in affected], REVOKE_DEADLINE_S)
+            )
+            assert closed, "a session with a revoked token was not disconnected in time"
+            for c in affected:
+                self.conns.pop(c.slot, None)
+        # Wait until the broker refuses every revoked (unexpired) token before going on:
+        # the model treats revocation as instant after this rule.
+        for t in revoked:
+            if t.expire_s > self.model.now:
+                assert self.stack.run(self._refused_within(t, REVOKE_DEADLINE_S)), (
+                    "a revoked token still connects after the deadline"
+                )
+
+    async def _refused_within(self, token: MToken, deadline_s: float) -> bool:
+        from sim.client.errors import NotAuthorized
+
+        end = time.monotonic() + deadline_s
+        while True:
+            try:
+                conn = await self.stack.connect("GID_m@@@probe", token)
+            except NotAuthorized:
+                return True
+            await conn.close()
+            if time.monotonic() > end:
+                return False
+            await asyncio.sleep(0.05)
+
+    @rule(account=st.sampled_from(sorted(ACCOUNTS)))
+    def enable(self, account: str) -> None:
+        status = self.stack.run(self.stack.set_enabled(account, True))
+        assert status == 200, status
+        self.model.enabled[account] = True
+
+    @rule()
+    def restart_appserver(self) -> None:
+        self.stack.run(self.stack.env.restart_appserver(), timeout=60)
+
+    @precondition(lambda self: not self.model.outage)
+    @rule()
+    def outage_on(self) -> None:
+        self.stack.run(
+            self.stack.env.add_fault({"operation": "apply", "kind": "outage", "seconds": 1e7})
+        )
+        self.model.outage = True
+
+    @precondition(lambda self: self.model.outage)
+    @rule()
+    def outage_off(self) -> None:
+        self.stack.run(self.stack.env.clear_faults())
+        self.model.outage = False
+
+    # -- invariants --------------------------------------------------------------------
+    @invariant()
+    def sessions_hold_live_tokens(self) -> None:
+        # Every session the model believes open holds a live token (expired and revoked
+        # ones were checked closed when they died).
+        self._drop_closed()
+        for c in self.conns.values():
+            assert c.token.live(self.model.now), f"{c.slot} is open with a dead token"
+
+    @invariant()
+    def deliveries_inside_resources(self) -> None:
+        for c in self.conns.values():
+            for topic, _, readable in c.received:
+                if topic.startswith("$SYS/"):
+                    continue  # notices go to their client without a subscription
+                assert readable, f"{topic!r} delivered to {c.slot} outside {c.token}"
+
+
+StackMachine.TestCase.settings = settings(
+    max_examples=10,
+    stateful_step_count=15,
+    deadline=None,
+    suppress_health_check=[],
+)
+
+if __name__ == "__main__":  # pragma: no cover
+    import unittest
+
+    StackMachine.TestCase.settings = settings(
+        max_examples=100, stateful_step_count=30, deadline=None
+    )
+    unittest.main(module=None, defaultTest="StackMachine.TestCase", argv=["machines"])

@@ -1,0 +1,228 @@
+"""The clients of a scenario: N SDK clients (``TokenClient``) with their own accounts.
+
+Scenarios need more control than a fleet's summary: stop every client and start new
+client objects on the same token store (a device restart), wipe the stores, and the
+real time of each client's events (connect latency, when each came back).  So this is
+a thin collection of :class:`sim.client.client.TokenClient` with a listener on each
+client's event log that stamps events with ``time.monotonic()``.
+
+Identities are ``GID_<group>@@@d<i>``, one AppServer account each (bulk import), each
+with its own topic ``<group>/d<i>/...``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from sim.client.client import ClientConfig, TokenClient
+from sim.client.events import ClientEvent, Counters, EventKind
+from sim.client.policy import Backoff, RefreshPolicy
+from sim.client.transport import IncomingMessage
+
+from .env import Environment
+
+__all__ = ["Population", "StampedEvent"]
+
+SECRET = "scenario-secret"
+
+
+@dataclass(frozen=True)
+class StampedEvent:
+    index: int
+    kind: EventKind
+    t: float  # time.monotonic()
+    detail: dict[str, Any]
+
+
+@dataclass
+class Population:
+    env: Environment
+    n: int
+    store_dir: Path
+    group: str = "scn"
+    refresh: RefreshPolicy = field(default_factory=RefreshPolicy)
+    backoff: Backoff = field(default_factory=Backoff)
+    actions: str = "R,W"
+    subscribe: bool = False
+    keepalive: int = 60
+    seed: int = 0
+    #: one shared HTTP session towards the AppServer (as one process of devices would)
+    http: aiohttp.ClientSession | None = None
+    clients: list[TokenClient] = field(default_factory=list)
+    events: list[StampedEvent] = field(default_factory=list)
+    received: list[list[IncomingMessage]] = field(default_factory=list)
+    retired: Counters = field(default_factory=Counters)  # counters of stopped clients
+    #: after :meth:`arm`: first CONNECTED time (monotonic) of each client since then
+    back: dict[int, float] = field(default_factory=dict)
+    _armed: float | None = None
+
+    def client_id(self, i: int) -> str:
+        return f"GID_{self.group}@@@d{i}"
+
+    def topic(self, i: int, leaf: str = "data") -> str:
+        return f"{self.group}/d{i}/{leaf}"
+
+    def resources(self, i: int) -> tuple[str, ...]:
+        return (f"{self.group}/d{i}/+",)
+
+    def config(self, i: int) -> ClientConfig:
+        return ClientConfig(
+            client_id=self.client_id(i),
+            secret=SECRET,
+            appserver_url=self.env.endpoints.appserver_url,
+            broker_url=self.env.endpoints.broker_url,
+            resources=self.resources(i),
+            actions=self.actions,
+            store_dir=self.store_dir,
+            fsync=False,  # throwaway stores: atomic rename is kept, the fsync is not
+            refresh=self.refresh,
+            backoff=self.backoff,
+            keepalive=self.keepalive,
+            subscriptions=((self.topic(i, "+"), 1),) if self.subscribe else (),
+            seed=self.seed,
+        )
+
+    async def create_accounts(self) -> None:
+        await self.env.create_accounts(
+            [
+                {
+                    "client_id": self.client_id(i),
+                    "secret": SECRET,
+                    "grants": [{"resources": list(self.resources(i)), "actions": self.actions}],
+                    "enabled": True,
+                }
+                for i in range(self.n)
+            ]
+        )
+
+    def _listener(self, i: int) -> Callable[[ClientEvent], None]:
+        def on_event(ev: ClientEvent) -> None:
+            now = time.monotonic()
+            self.events.append(StampedEvent(i, ev.kind, now, dict(ev.detail)))
+            if ev.kind == EventKind.CONNECTED and self._armed is not None and i not in self.back:
+                self.back[i] = now
+
+        return on_event
+
+    def _new_client(self, i: int, **overrides: Any) -> TokenClient:
+        cfg = self.config(i)
+        if overrides:
+            cfg = replace(cfg, **overrides)
+        inbox = self.received[i]
+        client = TokenClient(
+            cfg, clock=self.env.clock, http=self.http, on_message=inbox.append, max_events=64
+        )
+        client.events.subscribe(self._listener(i))
+        return client
+
+    async def start(
+        self,
+        indices: Iterable[int] | None = None,
+        *,
+        concurrency: int = 100,
+        wait: bool = True,
+        on_connected: Callable[[int], None] | None = None,
+        **overrides: Any,
+    ) -> None:
+        """Start clients (all by default), at most ``concurrency`` at once; with ``wait``
+        return once each is connected (a refused client raises)."""
+        if self.http is None:
+            self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
+        if not self.clients:
+            self.clients = [None] * self.n  # type: ignore[list-item]
+            self.received = [[] for _ in range(self.n)]
+        sem = asyncio.Semaphore(concurrency)
+        done = 0
+
+        async def one(i: int) -> None:
+            nonlocal done
+            async with sem:
+                client = self._new_client(i, **overrides)
+                self.clients[i] = client
+                await client.start()
+                if wait:
+                    await client.wait_connected()
+                    done += 1
+                    if on_connected is not None:
+                        on_connected(done)
+
+        await asyncio.gather(*(one(i) for i in (range(self.n) if indices is None else indices)))
+
+    async def stop(self, indices: Iterable[int] | None = None) -> None:
+        """Close clients (their stored tokens stay), keeping their counters."""
+        chosen = [c for c in self._pick(indices) if c is not None]
+        for i in range(0, len(chosen), 500):
+            await asyncio.gather(*(c.close() for c in chosen[i : i + 500]), return_exceptions=True)
+        for c in chosen:
+            self.retired.add(c.counters)
+        ids = {id(c) for c in chosen}
+        self.clients = [None if (c is not None and id(c) in ids) else c for c in self.clients]  # type: ignore[misc]
+
+    def wipe_stores(self) -> None:
+        """Forget every persisted token (a factory reset of each device)."""
+        if self.store_dir.exists():
+            shutil.rmtree(self.store_dir)
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+
+    async def close(self) -> None:
+        await self.stop()
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
+
+    def _pick(self, indices: Iterable[int] | None) -> list[TokenClient]:
+        if indices is None:
+            return list(self.clients)
+        return [self.clients[i] for i in indices]
+
+    # -- what they did -----------------------------------------------------------------
+    def connected(self) -> int:
+        return sum(1 for c in self.clients if c is not None and c.connected)
+
+    def counters(self) -> Counters:
+        total = Counters().add(self.retired)
+        for c in self.clients:
+            if c is not None:
+                total.add(c.counters)
+        return total
+
+    def arm(self, t0: float) -> None:
+        """Start recording, per client, the first CONNECTED from now on (:attr:`back`)."""
+        self.back = {}
+        self._armed = t0
+
+    def events_since(self, t0: float, kind: EventKind | None = None) -> list[StampedEvent]:
+        return [e for e in self.events if e.t >= t0 and (kind is None or e.kind == kind)]
+
+    async def wait_all_connected(
+        self, deadline_s: float, *, on_progress: Callable[[int], None] | None = None
+    ) -> bool:
+        """Poll (every 5 ms) until every live client is connected or the deadline passes."""
+        end = time.monotonic() + deadline_s
+        while True:
+            n = self.connected()
+            if on_progress is not None:
+                on_progress(n)
+            if n >= sum(1 for c in self.clients if c is not None):
+                return True
+            if time.monotonic() > end:
+                return False
+            await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def population(env: Environment, n: int, store_dir: Path, **kw: Any) -> Any:
+    pop = Population(env, n, store_dir, **kw)
+    try:
+        yield pop
+    finally:
+        await pop.close()

@@ -1,0 +1,193 @@
+"""reconnect-storm: N connected clients lose the broker at once and come back (SPEC §7).
+
+1. baseline -- the raw CONNECT/CONNACK rate of the same broker, measured first in the
+   same run: N plain connections with one valid token through the SDK's own transport
+   (:mod:`scenarios.connect_rate`);
+2. setup -- N SDK clients, each with its own AppServer account, get a token, persist it
+   and connect;
+3. storm -- every client loses the broker at once (``kick_all()``, or a broker restart
+   with ``--set method=restart``) and comes back with its persisted token, after a
+   first retry drawn with full jitter over a window sized to the fleet
+   (``jitter_factor * N / raw rate``: the broker's capacity, as an operator would size it).
+
+Figures: ``clients``, ``raw_connect_rate``, ``raw_connect_seconds``, ``reconnect_seconds``
+(loss → last client back), ``budget_seconds``, ``connect_latency_p50/p95/p99/max_ms``
+(TCP open → CONNACK, reconnects only), ``appserver_requests_during_storm``,
+``upstream_applies_during_storm``, ``auth_failures`` (CONNACK 4/5 and refused token
+requests), ``connect_failures``, ``reconnect_attempts``, retry spread
+(``retry_stdev_s``, ``retry_range_s``, ``retry_max_bucket_share``), ``kick_seconds``.
+
+Expectations: every client back within ``1.3 * N / raw_connect_rate`` (+ ``slack_s``,
+default 0); 0 AppServer requests and 0 upstream applies (the persisted tokens are valid);
+0 auth failures.
+
+Options (``--set``): ``method=kick|restart``, ``jitter_factor=0.8``, ``budget_factor=1.3``,
+``slack_s=0``, ``raw_concurrency=64``, ``subscribe=false``, ``deadline_s=120``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sim.client.events import EventKind
+from sim.client.policy import Backoff
+
+from .base import RunContext, ScenarioParams
+from .connect_rate import measure_connect_rate
+from .env import EmbeddedOptions
+from .population import Population
+from .report import Expectation, latency_figures, spread_figures
+
+NAME = "reconnect-storm"
+DESCRIPTION = "N clients lose the broker at once and come back with their persisted tokens"
+DEFAULT_CLIENTS = 1000
+CLOCK = "system"
+
+
+def embedded_options(params: ScenarioParams) -> EmbeddedOptions:
+    return EmbeddedOptions(seed=params.seed)
+
+
+def connect_latencies(events: list[Any], t0: float) -> list[float]:
+    """Seconds from each CONNECTING to the CONNECTED that followed it (same client),
+    for attempts started at or after ``t0``."""
+    opened: dict[int, float] = {}
+    out: list[float] = []
+    for e in events:
+        if e.t < t0:
+            continue
+        if e.kind == EventKind.CONNECTING:
+            opened[e.index] = e.t
+        elif e.kind == EventKind.CONNECTED and e.index in opened:
+            out.append(e.t - opened.pop(e.index))
+        elif e.kind in (EventKind.CONNECT_FAILED, EventKind.NOT_AUTHORIZED):
+            opened.pop(e.index, None)
+    return out
+
+
+async def run(ctx: RunContext) -> None:
+    n = ctx.clients
+    env = ctx.env
+    method = str(ctx.option("method", "kick"))
+    if method not in ("kick", "restart"):
+        raise ValueError("method must be kick or restart")
+    jitter_factor = float(ctx.option("jitter_factor", 0.8))
+    budget_factor = float(ctx.option("budget_factor", 1.3))
+    slack_s = float(ctx.option("slack_s", 0.0))
+    deadline_s = float(ctx.option("deadline_s", 120.0))
+
+    # 1. baseline, first, same broker, same client library.
+    ctx.progress.phase("baseline: raw connects", n)
+    ctx.mark("baseline")
+    raw = await measure_connect_rate(
+        env,
+        n,
+        concurrency=int(ctx.option("raw_concurrency", 64)),
+        on_progress=ctx.progress.update,
+    )
+    if raw.connects == 0 or raw.rate <= 0:
+        raise RuntimeError("the baseline could not connect a single client")
+    ctx.figure("clients", n)
+    ctx.figure("raw_connect_rate", round(raw.rate, 1))
+    ctx.figure("raw_connect_seconds", round(raw.seconds, 4))
+    ctx.figure("raw_connect_failures", raw.failures)
+    window = max(0.001, jitter_factor * n / raw.rate)
+    ctx.figure("jitter_window_seconds", round(window, 4))
+
+    # 2. setup: N SDK clients with persisted tokens.
+    pop = Population(
+        env,
+        n,
+        ctx.workdir / "client-tokens",
+        group="storm",
+        backoff=Backoff(base=window, cap=max(window * 8, 5.0)),
+        subscribe=bool(ctx.option("subscribe", False)),
+        seed=ctx.params.seed,
+    )
+    ctx.connected = pop.connected
+    try:
+        await pop.create_accounts()
+        ctx.progress.phase("setup: clients connect", n)
+        ctx.mark("setup")
+        await pop.start(on_connected=ctx.progress.update)
+
+        before_app = await env.appserver_token_requests()
+        before_up = await env.upstream_applies()
+        before = pop.counters()
+
+        # 3. the storm.
+        ctx.progress.phase("storm: clients back", n)
+        t0 = time.monotonic()
+        pop.arm(t0)
+        ctx.mark("kick_all" if method == "kick" else "broker restart")
+        if method == "kick":
+            await env.kick_all()
+        else:
+            await env.restart_broker()
+        kick_s = time.monotonic() - t0
+        # Wait until every client noticed the loss, then until all are back.
+        all_back = await _wait_back(pop, t0, n, deadline_s, ctx.progress.update)
+        ctx.mark("all back" if all_back else "deadline")
+        back_times = dict(pop.back)  # first CONNECTED per client after the loss
+        reconnect_s = (max(back_times.values()) - t0) if back_times else float("inf")
+
+        after_app = await env.appserver_token_requests()
+        after_up = await env.upstream_applies()
+        after = pop.counters()
+    finally:
+        ctx.progress.phase("teardown", None)
+        await pop.close()
+
+    events = pop.events_since(t0)
+    first_attempt: dict[int, float] = {}
+    for e in events:
+        if e.kind == EventKind.CONNECTING and e.index not in first_attempt:
+            first_attempt[e.index] = e.t - t0
+    lat = connect_latencies(events, t0)
+    budget = budget_factor * n / raw.rate + slack_s
+    app_requests = int(after_app - before_app)
+    upstream = int(after_up - before_up)
+    auth_failures = (after.not_authorized - before.not_authorized) + (
+        after.token_request_failures - before.token_request_failures
+    )
+    ctx.figure("clients_back", len(back_times))
+    ctx.figure("reconnect_seconds", round(reconnect_s, 4) if back_times else -1)
+    ctx.figure("budget_seconds", round(budget, 4))
+    ctx.figure("kick_seconds", round(kick_s, 4))
+    ctx.report.figures.update(latency_figures("connect_latency", lat))
+    ctx.figure("appserver_requests_during_storm", app_requests)
+    ctx.figure("sdk_token_requests_during_storm", after.token_requests - before.token_requests)
+    ctx.figure("upstream_applies_during_storm", upstream)
+    ctx.figure("auth_failures", auth_failures)
+    ctx.figure("connect_failures", after.connect_failures - before.connect_failures)
+    ctx.figure("reconnect_attempts", after.connect_attempts - before.connect_attempts)
+    ctx.report.figures.update(spread_figures("retry", list(first_attempt.values())))
+
+    ctx.report.expect(Expectation.equal("every client came back", len(back_times), n))
+    ctx.report.expect(
+        Expectation.at_most(
+            f"all back within {budget_factor:g} x N / raw connect rate"
+            + (f" + {slack_s:g} s" if slack_s else ""),
+            reconnect_s,
+            budget,
+            "s",
+        )
+    )
+    ctx.report.expect(Expectation.equal("no AppServer requests", app_requests, 0))
+    ctx.report.expect(Expectation.equal("no upstream applies", upstream, 0))
+    ctx.report.expect(Expectation.equal("no auth failures", auth_failures, 0))
+
+
+async def _wait_back(pop: Population, t0: float, n: int, deadline_s: float, progress: Any) -> bool:
+    """True once every client has a CONNECTED event after ``t0`` and is connected."""
+    import asyncio
+
+    end = t0 + deadline_s
+    while True:
+        progress(len(pop.back))
+        if len(pop.back) >= n and pop.connected() >= n:
+            return True
+        if time.monotonic() > end:
+            return False
+        await asyncio.sleep(0.01)
