@@ -173,6 +173,14 @@ class Population:
             shutil.rmtree(self.store_dir)
         self.store_dir.mkdir(parents=True, exist_ok=True)
 
+    def forget(self, indices: Iterable[int]) -> None:
+        """Delete the persisted token of some clients only."""
+        from sim.client.store import TokenStore
+
+        store = TokenStore(self.store_dir, fsync=False)
+        for i in indices:
+            store.delete(self.client_id(i))
+
     async def close(self) -> None:
         await self.stop()
         if self.http is not None:
