@@ -65,6 +65,7 @@ from .policy import (
     RefreshAction,
     RefreshMode,
     RefreshPolicy,
+    after_expire_notice,
     after_same_token,
     decide_refresh,
     is_reusable,
@@ -178,6 +179,7 @@ class TokenClient:
         self._stopped = asyncio.Event()
         self._wake = asyncio.Event()  # re-evaluate the refresh decision now
         self._force_refresh = False
+        self._notice_refresh_at: float | None = None
         self._not_before = 0.0
         self._refresh_failures = 0
         self._planned_reconnect = False
@@ -404,6 +406,7 @@ class TokenClient:
             self.counters.token_request_failures += 1
             self._emit(EventKind.TOKEN_REQUEST_FAILED, error=str(exc), permanent=exc.permanent)
             raise
+        self.counters.tokens_received += 1
         self._emit(EventKind.TOKEN_RECEIVED, expire_ms=grant.token.expire_ms, stale=grant.stale)
         return grant
 
@@ -498,15 +501,18 @@ class TokenClient:
                 self._discard("expired in session")
                 await conn.close()
                 return
-            due = decision.action is RefreshAction.REFRESH or self._force_refresh
-            at = max(now if due else decision.at, self._not_before)
-            if not due or at > now:
+            at = now if self._force_refresh else decision.at
+            if self._notice_refresh_at is not None:
+                at = min(at, self._notice_refresh_at)
+            at = max(at, self._not_before)
+            if at > now:
                 if at != scheduled_for:
                     scheduled_for = at
                     self._emit(EventKind.REFRESH_SCHEDULED, at=at, mode=decision.mode)
                 await self._sleep_until_or_woken(at)
                 continue
             self._force_refresh = False
+            self._notice_refresh_at = None
             await self._refresh(conn, policy.mode)
 
     async def _sleep_until_or_woken(self, at: float) -> None:
@@ -584,9 +590,13 @@ class TokenClient:
                 return
             self.counters.expire_notices += 1
             self._emit(EventKind.EXPIRE_NOTICE, expire_ms=notice.expire_ms, type=notice.type)
-            self._force_refresh = True
-            self._not_before = 0.0
-            self._wake.set()
+            if self._token is not None:
+                now, expire_at = self.clock.now(), self._token.expire_at
+                self._notice_refresh_at = after_expire_notice(
+                    now, expire_at, self.config.refresh, jitter=self._jitter
+                )
+                self._not_before = 0.0
+                self._wake.set()
             return
         if msg.topic == SYS_INVALID_NOTICE:
             try:

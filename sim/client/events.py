@@ -54,6 +54,7 @@ class Counters:
     disconnects: int = 0  # sessions that ended, whatever the reason
     token_requests: int = 0  # asks to the AppServer
     token_request_failures: int = 0
+    tokens_received: int = 0
     tokens_from_store: int = 0
     refreshes_upload: int = 0
     refreshes_reconnect: int = 0

@@ -31,6 +31,7 @@ __all__ = [
     "RefreshDecision",
     "RefreshMode",
     "RefreshPolicy",
+    "after_expire_notice",
     "after_same_token",
     "decide_refresh",
     "is_reusable",
@@ -109,6 +110,19 @@ def after_same_token(now: float, expire_at: float, policy: RefreshPolicy) -> flo
     remaining = expire_at - now
     wait = max(1.0, remaining / 2)
     return min(now + wait, max(now + 1.0, expire_at - policy.retry_floor))
+
+
+def after_expire_notice(
+    now: float, expire_at: float, policy: RefreshPolicy, *, jitter: float = 0.0
+) -> float:
+    """When to refresh once the broker's ``$SYS/tokenExpireNotice`` arrived.
+
+    Within ``spread * jitter`` of the notice (at once when ``spread`` is 0), and never
+    later than the refresh already planned: tokens issued together get their notices
+    together, and a fleet must not answer them together.
+    """
+    planned = decide_refresh(now, expire_at, policy, jitter=jitter).at
+    return min(planned, now + policy.spread * jitter)
 
 
 def is_reusable(now: float, expire_at: float, policy: RefreshPolicy) -> bool:

@@ -152,3 +152,22 @@ def test_no_two_clients_retry_in_lockstep() -> None:
 def test_backoff_rejects_bad_values(kw: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         Backoff(**kw)
+
+
+def test_expire_notice_refreshes_at_once_without_spread() -> None:
+    from sim.client.policy import after_expire_notice
+
+    p = RefreshPolicy(margin=10)
+    assert after_expire_notice(NOW, NOW + 300, p, jitter=0.7) == NOW
+
+
+def test_expire_notice_with_spread_stays_within_it_and_before_the_plan() -> None:
+    from sim.client.policy import after_expire_notice
+
+    p = RefreshPolicy(margin=180, spread=120)
+    ats = [after_expire_notice(NOW, NOW + 300, p, jitter=j / 100) for j in range(100)]
+    assert all(NOW <= at <= NOW + 120 for at in ats)
+    assert len(set(ats)) == 100  # each client its own moment
+    for j in range(100):
+        planned = decide_refresh(NOW, NOW + 300, p, jitter=j / 100).at
+        assert ats[j] <= planned
