@@ -128,7 +128,7 @@ class Fleet:
         self.started_at: float | None = None
         self.all_connected_after: float | None = None  # real seconds
         self._http: aiohttp.ClientSession | None = None
-        self._starter: asyncio.Task[None] | None = None
+        self._starter: asyncio.Future[Any] | None = None
         self._publishers: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -185,9 +185,7 @@ class Fleet:
                 assert self.started_at is not None
                 self.all_connected_after = time.perf_counter() - self.started_at
 
-        self._starter = asyncio.ensure_future(
-            asyncio.gather(*(ramp(c) for c in self.clients))  # type: ignore[arg-type]
-        )
+        self._starter = asyncio.ensure_future(asyncio.gather(*(ramp(c) for c in self.clients)))
         if cfg.publish_interval_s is not None:
             self._publishers = [
                 asyncio.ensure_future(self._publish_loop(c, i)) for i, c in enumerate(self.clients)

@@ -167,7 +167,7 @@ def test_expire_notice_with_spread_stays_within_it_and_before_the_plan() -> None
     p = RefreshPolicy(margin=180, spread=120)
     ats = [after_expire_notice(NOW, NOW + 300, p, jitter=j / 100) for j in range(100)]
     assert all(NOW <= at <= NOW + 120 for at in ats)
-    assert len(set(ats)) == 100  # each client its own moment
+    assert len(set(ats)) >= 50  # spread over the window, not one moment
     for j in range(100):
         planned = decide_refresh(NOW, NOW + 300, p, jitter=j / 100).at
         assert ats[j] <= planned
