@@ -1,0 +1,160 @@
+"""`mqtt-token-sim up` as a subprocess, used by a real MQTT client (paho), stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Up:
+    def __init__(self, data_dir: Path, *extra: str):
+        self.auth_port, self.broker_port, self.app_port = _free_ports(3)
+        cmd = [sys.executable, "-m", "sim", "--log-level", "WARNING", "up"]
+        cmd += ["--data-dir", str(data_dir), "--password-hash-cost", "4"]
+        cmd += ["--authserver-port", str(self.auth_port), "--broker-port", str(self.broker_port)]
+        cmd += ["--appserver-port", str(self.app_port), *extra]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+
+    def wait_for(self, text: str, within: float = 30) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                if text in self.lines.get(timeout=0.2):
+                    return
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+        raise AssertionError(f"no {text!r} in output:\n{''.join(self.output)}")
+
+    def http(self, port: int, path: str, body: object | None = None, auth: str | None = None):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+        if body is not None:
+            req.data = json.dumps(body).encode()
+            req.add_header("Content-Type", "application/json")
+        if auth:
+            req.add_header("Authorization", "Basic " + b64encode(auth.encode()).decode())
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def token(self) -> dict:
+        return self.http(
+            self.app_port,
+            "/v1/tokens",
+            {"resources": ["dev/#"], "actions": "R,W"},
+            auth="GID_dev@@@dev-1:dev-secret",
+        )
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+
+def test_up_serves_a_real_client_expires_it_on_advance_and_stops_on_sigterm(tmp_path: Path):
+    up = Up(tmp_path / "data", "--clock", "manual")
+    try:
+        up.wait_for("Ctrl-C or SIGTERM")
+        banner = "".join(up.output)
+        for text in (f"mqtt://127.0.0.1:{up.broker_port}", "dev-ak", "dev-sk", "GID_dev@@@dev-1"):
+            assert text in banner
+        token = up.token()
+        assert token["username"] == "Token|dev-ak|mqtt-dev"
+
+        got: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        gone = threading.Event()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="GID_dev@@@dev-1")
+        c.username_pw_set(token["username"], token["password"])
+        c.on_message = lambda _c, _u, m: got.put((m.topic, m.payload))
+        c.on_disconnect = lambda *_a: gone.set()
+        c.connect("127.0.0.1", up.broker_port, keepalive=60)
+        c.loop_start()
+        try:
+            result, _ = c.subscribe("dev/#", qos=1)
+            assert result == mqtt.MQTT_ERR_SUCCESS
+            deadline = time.monotonic() + 10
+            while True:  # the SUBACK may trail the CONNACK: publish until it comes back
+                c.publish("dev/hello", b"world", qos=1).wait_for_publish(5)
+                try:
+                    topic, payload = got.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    assert time.monotonic() < deadline, "no message back"
+            assert (topic, payload) == ("dev/hello", b"world")
+            # the manual clock of every part, driven from outside: the token expires
+            now = up.http(up.auth_port, "/admin/clock")["now_ms"]
+            up.http(up.auth_port, "/admin/clock/advance", {"seconds": 3601})
+            assert up.http(up.auth_port, "/admin/clock")["now_ms"] >= now + 3_601_000
+            assert gone.wait(10), "the broker did not drop the expired client"
+            topics = set()
+            while not got.empty():
+                topics.add(got.get()[0])
+            # both notices reached the client without a subscription (SPEC §4)
+            assert {"$SYS/tokenExpireNotice", "$SYS/tokenInvalidNotice"} <= topics
+        finally:
+            c.loop_stop()
+        assert up.stop() == 0
+        assert "stopped" in "".join(up.output)
+    finally:
+        if up.proc.poll() is None:
+            up.proc.kill()
+
+    # data flushed: a fresh process on the same data dir hands out the same cached token
+    again = Up(tmp_path / "data", "--clock", "manual")
+    try:
+        again.wait_for("Ctrl-C or SIGTERM")
+        assert again.token()["token"] == token["token"]
+        assert again.stop() == 0
+    finally:
+        if again.proc.poll() is None:
+            again.proc.kill()
+
+
+def test_up_rejects_bad_flags(tmp_path: Path):
+    flags = ["--data-dir", str(tmp_path), "--clock", "manual", "--time-scale", "60"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim", "up", *flags],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "exclude each other" in proc.stderr
