@@ -68,6 +68,10 @@ class StackConfig:
     expire_notice_lead_s: float = 300.0
     #: scrypt cost of AppServer client secrets; fleets and tests lower it
     password_hash_cost: int = 14
+    #: AppServer upstream applies per second and burst (its bounded drain, SPEC §5);
+    #: a fleet's first start needs one apply per client: raise them for big fleets
+    appserver_drain_rate_per_s: float = 50.0
+    appserver_drain_burst: int = 20
     #: create the AppServer dev client account at start-up
     dev_client: bool = True
     #: the AuthServer account the AppServer applies with
@@ -216,6 +220,8 @@ async def run_stack(
                     token_ttl_s=config.token_ttl_s,
                     refresh_margin_s=config.appserver_refresh_margin_s,
                     password_hash_cost=config.password_hash_cost,
+                    drain_rate_per_s=config.appserver_drain_rate_per_s,
+                    drain_burst=config.appserver_drain_burst,
                     seed=config.seed,
                 ),
                 clock=clock,

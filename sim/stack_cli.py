@@ -50,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="scrypt cost of AppServer client secrets (lower it for big fleets)",
     )
     parser.add_argument(
+        "--drain-rate",
+        type=float,
+        default=50.0,
+        help="AppServer upstream applies/s (its bounded drain); raise it for big fleets",
+    )
+    parser.add_argument("--drain-burst", type=int, default=20, help="AppServer apply burst")
+    parser.add_argument(
         "--no-dev-client", action="store_true", help="do not create the AppServer dev client"
     )
 
@@ -75,6 +82,8 @@ def _config(args: argparse.Namespace) -> object:
         token_ttl_s=args.token_ttl,
         expire_notice_lead_s=args.expire_notice_lead,
         password_hash_cost=args.password_hash_cost,
+        appserver_drain_rate_per_s=args.drain_rate,
+        appserver_drain_burst=args.drain_burst,
         dev_client=not args.no_dev_client,
     )
 

@@ -158,3 +158,30 @@ def test_up_rejects_bad_flags(tmp_path: Path):
     )
     assert proc.returncode == 2
     assert "exclude each other" in proc.stderr
+
+
+def test_fleet_cli_against_up(tmp_path: Path):
+    up = Up(tmp_path / "data", "--drain-rate", "1000", "--drain-burst", "1000")
+    try:
+        up.wait_for("Ctrl-C or SIGTERM")
+        cmd = [sys.executable, "-m", "sim", "--log-level", "WARNING", "fleet", "--clients", "25"]
+        cmd += ["--duration", "1", "--json", "--store-dir", str(tmp_path / "tokens")]
+        cmd += ["--appserver", f"http://127.0.0.1:{up.app_port}"]
+        cmd += ["--broker", f"mqtt://127.0.0.1:{up.broker_port}"]
+        cmd += ["--authserver", f"http://127.0.0.1:{up.auth_port}"]
+        first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert first.returncode == 0, first.stderr
+        report = json.loads(first.stdout.strip().splitlines()[-1])
+        assert report["connected"] == 25
+        assert report["counters"]["token_requests"] == 25
+        assert "connected 25/25" in first.stderr  # the progress line
+        # a second run reuses every stored token: zero AppServer requests
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        report = json.loads(second.stdout.strip().splitlines()[-1])
+        assert report["connected"] == 25
+        assert report["counters"]["token_requests"] == 0
+        assert report["counters"]["tokens_from_store"] == 25
+        assert up.stop() == 0
+    finally:
+        if up.proc.poll() is None:
+            up.proc.kill()
