@@ -115,7 +115,14 @@ def _progress(fleet: Any, elapsed: float) -> str:
     )
 
 
-def summary(fleet: Any, *, elapsed: float, rss0: float, cpu0: float) -> dict[str, Any]:
+def summary(
+    fleet: Any,
+    *,
+    elapsed: float,
+    rss0: float,
+    cpu0: float,
+    idle_from: tuple[float, float] | None = None,
+) -> dict[str, Any]:
     t = fleet.counters()
     n = len(fleet.clients)
     lat = fleet.connect_latencies
@@ -136,6 +143,12 @@ def summary(fleet: Any, *, elapsed: float, rss0: float, cpu0: float) -> dict[str
         "rss_mb": round(rss, 1),
         "kb_per_client": round((rss - rss0) * 1024 / n, 1),
         "cpu_s": round(_cpu_s() - cpu0, 2),
+        # CPU share of one core once every client was connected (the idle fleet's cost)
+        "idle_cpu_pct": (
+            None
+            if idle_from is None or time.perf_counter() - idle_from[1] < 1
+            else round((_cpu_s() - idle_from[0]) / (time.perf_counter() - idle_from[1]) * 100, 2)
+        ),
         "messages_received": fleet.received,
         "counters": {k: round(v, 3) for k, v in t.as_dict().items()},
     }
@@ -147,7 +160,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     lat = s["first_connect_ms"]
     print(f"  first connect (ms)    p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}")
     print(f"  memory                {s['rss_mb']} MB, {s['kb_per_client']} KB per client")
-    print(f"  cpu                   {s['cpu_s']} s")
+    print(f"  cpu                   {s['cpu_s']} s; idle {s['idle_cpu_pct']} % of a core")
     print(f"  states                {s['states']}")
     for key, value in s["counters"].items():
         print(f"  {key:22}{value}")
@@ -199,8 +212,11 @@ async def _run(config: Any, args: argparse.Namespace) -> int:
             print(f"mqtt-token-sim fleet: cannot start: {exc}", file=sys.stderr)
             return 1
         last_line = -5.0
+        idle_from: tuple[float, float] | None = None
         while not stop.is_set():
             elapsed = time.perf_counter() - t0
+            if idle_from is None and fleet.all_connected_after is not None:
+                idle_from = (_cpu_s(), time.perf_counter())
             if args.duration and elapsed >= args.duration:
                 break
             if tty:
@@ -212,7 +228,7 @@ async def _run(config: Any, args: argparse.Namespace) -> int:
                 await asyncio.wait_for(stop.wait(), 1.0)
         elapsed = time.perf_counter() - t0
         print(("\r" if tty else "") + _progress(fleet, elapsed), file=sys.stderr, flush=True)
-        result = summary(fleet, elapsed=elapsed, rss0=rss0, cpu0=cpu0)
+        result = summary(fleet, elapsed=elapsed, rss0=rss0, cpu0=cpu0, idle_from=idle_from)
     finally:
         await fleet.close()
     if args.json:
