@@ -20,7 +20,9 @@ from mock_authserver.tokens import TokenClaims, TokenCodec
 from .decision import AccountInfo
 from .errors import FeedError, FeedReset
 
-__all__ = ["Changes", "TokenAuthority"]
+__all__ = ["VERIFIED_CACHE_SIZE", "Changes", "TokenAuthority"]
+
+VERIFIED_CACHE_SIZE = 16_384
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,14 @@ class TokenAuthority:
         self._revoked: dict[str, int] = {}  # token_id -> expire_ms (pruned after expiry)
         self.seq = 0
         self._listeners: list[Callable[[Changes], object]] = []
+        # Verified tokens by their exact text: a reconnecting client presents the same
+        # token again, and a reconnect storm should cost a dict lookup per CONNECT, not
+        # a MAC and a JSON parse.  Only successes are kept; any key change empties it.
+        self._verified: dict[str, TokenClaims] = {}
+        # Bumped by every change of keys, accounts or revocations: a decision taken at
+        # one generation still holds while the generation is unchanged (and no token
+        # has expired meanwhile).
+        self.generation = 0
 
     # -- the view decisions use -----------------------------------------------------
 
@@ -95,9 +105,16 @@ class TokenAuthority:
         return self._codec is not None
 
     def decode(self, token: str) -> TokenClaims:
+        claims = self._verified.get(token)
+        if claims is not None:
+            return claims
         if self._codec is None:
             raise TokenForged("no keys yet")
-        return self._codec.decode(token)
+        claims = self._codec.decode(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # crude but O(1) amortised; refills on reconnects
+        self._verified[token] = claims
+        return claims
 
     def is_revoked(self, token_id: str) -> bool:
         return token_id in self._revoked
@@ -126,20 +143,25 @@ class TokenAuthority:
     def set_keys(self, keys: Mapping[str, bytes], current: str) -> None:
         self._keys = dict(keys)
         self._codec = TokenCodec(self._keys, current)
+        self._verified.clear()
+        self.generation += 1
 
     def set_account(self, account: AccountInfo) -> Changes:
         old = self._accounts.get(account.access_key_id)
         self._accounts[account.access_key_id] = account
+        self.generation += 1
         return self._notify(Changes(accounts_invalid=_lost(old, account)))
 
     def remove_account(self, access_key_id: str) -> Changes:
         old = self._accounts.pop(access_key_id, None)
+        self.generation += 1
         lost = frozenset({access_key_id}) if old is not None else frozenset()
         return self._notify(Changes(accounts_invalid=lost))
 
     def revoke(self, token_id: str, expire_ms: int = 2**62) -> Changes:
         fresh = token_id not in self._revoked
         self._revoked[token_id] = expire_ms
+        self.generation += 1
         return self._notify(Changes(revoked=frozenset({token_id}) if fresh else frozenset()))
 
     def prune(self, now_ms: int) -> int:
@@ -179,6 +201,8 @@ class TokenAuthority:
             if old.enabled and (ak not in accounts or _lost(old, accounts[ak]))
         )
         self._keys, self._codec = keys, codec
+        self._verified.clear()
+        self.generation += 1
         self._accounts, self._revoked, self.seq = accounts, revoked, seq
         return self._notify(Changes(newly_revoked, lost))
 
@@ -209,6 +233,7 @@ class TokenAuthority:
             return Changes()  # already applied (a retried poll)
         kind = event.get("kind")
         changes = Changes()
+        self.generation += 1
         if kind == "revoke":
             token_id = _str(event, "token_id")
             fresh = token_id not in self._revoked
@@ -232,6 +257,7 @@ class TokenAuthority:
             if not isinstance(current, str) or current not in keys:
                 current = self._codec.current_key_id if self._codec else kid
             self._keys, self._codec = keys, TokenCodec(keys, current)
+            self._verified.clear()
         # Unknown kinds are skipped: a newer AuthServer may say more than we need.
         self.seq = max(self.seq, seq)
         return self._notify(changes) if notify else changes

@@ -10,7 +10,7 @@ session on the shared clock, and disconnects sessions whose tokens get revoked.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -18,7 +18,7 @@ from typing import Any
 
 from amqtt.session import Session
 
-from sim.clock import Clock, SystemClock, TimerHandle
+from sim.clock import Clock, SystemClock
 from sim.protocol import (
     SYS_EXPIRE_NOTICE,
     SYS_INVALID_NOTICE,
@@ -31,6 +31,7 @@ from sim.protocol import (
 
 from .authority import Changes, TokenAuthority
 from .config import BrokerConfig
+from .deadlines import Deadline, DeadlineQueue
 from .decision import (
     Grant,
     Refusal,
@@ -101,7 +102,9 @@ class TokenBroker(HardenedBroker):
         self.clock = clock
         self.authority = authority
         self.metrics = metrics or BrokerMetrics()
-        self._timers: dict[HardenedHandler, dict[TokenType, list[TimerHandle]]] = {}
+        self._deadlines = DeadlineQueue(clock)
+        self._timers: dict[HardenedHandler, dict[TokenType, Deadline]] = {}
+        self._accepted = self.metrics.connects.labels("accepted")
         # Read at scrape time: exact whatever the order of connects and disconnects.
         self.metrics.connections.set_function(lambda: len(self._handlers))
         authority.on_change(self._on_authority_change)
@@ -114,7 +117,7 @@ class TokenBroker(HardenedBroker):
             self.metrics.connects.labels(result.reason).inc()
             return result.connack
         session.attributes[GRANT_KEY] = result
-        self.metrics.connects.labels("accepted").inc()
+        self._accepted.inc()
         return 0
 
     async def on_connected(self, handler: HardenedHandler, session_present: bool) -> None:
@@ -125,9 +128,8 @@ class TokenBroker(HardenedBroker):
 
     async def on_disconnected(self, session: Session, handler: HardenedHandler) -> None:
         self.metrics.disconnects.labels(handler.close_reason or "lost").inc()
-        for handles in self._timers.pop(handler, {}).values():
-            for timer in handles:
-                timer.cancel()
+        for deadline in self._timers.pop(handler, {}).values():
+            self._deadlines.cancel(deadline)
 
     # -- PUBLISH / SUBSCRIBE / RECEIVE ---------------------------------------------------
 
@@ -231,30 +233,37 @@ class TokenBroker(HardenedBroker):
         handler.request_close(reason)
 
     def _schedule(self, handler: HardenedHandler, token_type: TokenType, claims: Any) -> None:
-        timers = self._timers.setdefault(handler, {})
-        for old in timers.pop(token_type, []):
-            old.cancel()
-        expire = claims.expire_ms / 1000.0
-        notice_at = expire - self.settings.expire_notice_lead
-        handles: list[TimerHandle] = []
-
-        def later(coro_fn: Callable[[], Any]) -> Callable[[], None]:
-            return lambda: self._spawn_if_running(coro_fn)
-
-        def notice() -> Any:
-            return self._expire_notice(handler, token_type, claims)
-
-        def expired() -> Any:
-            return self._expired(handler, token_type, claims)
-
+        """One deadline per token at a time: the expire notice, then the expiry itself."""
+        timers = self._timers.get(handler)
+        if timers is None:
+            timers = self._timers[handler] = {}
+        old = timers.pop(token_type, None)
+        if old is not None:
+            self._deadlines.cancel(old)
+        notice_at = claims.expire_ms / 1000.0 - self.settings.expire_notice_lead
         if notice_at <= self.clock.now():
-            self.spawn(notice())
+            self._notice_due(handler, token_type, claims)  # within the lead: at once
         else:
-            handles.append(self.clock.call_at(notice_at, later(notice)))
-        handles.append(self.clock.call_at(expire, later(expired)))
-        timers[token_type] = handles
+            timers[token_type] = self._deadlines.push(
+                notice_at, partial(self._notice_due, handler, token_type, claims)
+            )
 
-    def _spawn_if_running(self, coro_fn: Callable[[], Any]) -> None:
+    def _notice_due(self, handler: HardenedHandler, token_type: TokenType, claims: Any) -> None:
+        timers = self._timers.get(handler)
+        if timers is None:
+            return  # disconnected meanwhile
+        timers[token_type] = self._deadlines.push(
+            claims.expire_ms / 1000.0, partial(self._expiry_due, handler, token_type, claims)
+        )
+        self._spawn_if_running(partial(self._expire_notice, handler, token_type, claims))
+
+    def _expiry_due(self, handler: HardenedHandler, token_type: TokenType, claims: Any) -> None:
+        timers = self._timers.get(handler)
+        if timers is not None:
+            timers.pop(token_type, None)
+        self._spawn_if_running(partial(self._expired, handler, token_type, claims))
+
+    def _spawn_if_running(self, coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         try:
             self.spawn(coro_fn())
         except RuntimeError:  # no running loop (a manual clock advanced outside one)
@@ -386,5 +395,6 @@ async def run_broker(
             await runner.cleanup()
         if started:
             await broker.shutdown()
+        broker._deadlines.close()
         if follower is not None:
             await follower.stop()

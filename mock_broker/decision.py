@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal, Protocol
 
 from mock_authserver.errors import TokenForged
@@ -128,6 +129,12 @@ class UploadRefused:
     reason: str
 
 
+# Parsing is a pure function of the text: a reconnecting client sends the same username
+# and password again, so the parse is memoised (failures are not: they raise).
+_parse_username = lru_cache(maxsize=16_384)(parse_username)
+_parse_token_password = lru_cache(maxsize=16_384)(parse_token_password)
+
+
 def _refuse(code: InvalidCode, reason: str, token_type: TokenType | None = None) -> Refusal:
     return Refusal(CONNACK_NOT_AUTHORIZED, code, reason, token_type)
 
@@ -166,7 +173,7 @@ def decide_connect(
 ) -> Grant | Refusal:
     """Token mode or signature mode CONNECT (SPEC §4)."""
     try:
-        user = parse_username(username)
+        user = _parse_username(username)
     except InvalidCredentials:
         return Refusal(CONNACK_BAD_CREDENTIALS, None, "malformed")
     try:
@@ -190,7 +197,7 @@ def decide_connect(
         return Grant("Signature", user.access_key_id, user.instance_id, client_id)
 
     try:
-        pairs = parse_token_password(password)
+        pairs = _parse_token_password(password)
     except InvalidCredentials:
         return Refusal(CONNACK_BAD_CREDENTIALS, None, "malformed")
     tokens: dict[TokenType, TokenClaims] = {}

@@ -60,7 +60,6 @@ from amqtt.errors import ProtocolHandlerError
 from amqtt.events import BrokerEvents, MQTTEvents
 from amqtt.mqtt import packet_class
 from amqtt.mqtt.connack import ConnackPacket
-from amqtt.mqtt.connect import ConnectPacket
 from amqtt.mqtt.constants import QOS_0
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.packet import (
@@ -87,8 +86,11 @@ from amqtt.session import (
     IncomingApplicationMessage,
     Session,
 )
+from amqtt.utils import gen_client_id
 
 from sim.protocol import InvalidTopic, matches, validate_filter, validate_topic
+
+from .connect import MAX_CONNECT_BYTES, ConnectInfo, MalformedConnect, parse_connect
 
 __all__ = ["HardenedBroker", "HardenedHandler", "LeanSession", "Screen"]
 
@@ -379,6 +381,25 @@ class HardenedHandler(BrokerProtocolHandler):  # type: ignore[misc]
             self.broker.spawn(self._handle_message_flow(message))
 
 
+async def _read_connect_packet(reader: ReaderAdapter) -> ConnectInfo:
+    """Fixed header, then the whole CONNECT in one read, parsed in memory."""
+    first = await reader.read(1)
+    if not first or first[0] != 0x10:
+        raise MalformedConnect("the first packet must be a CONNECT")  # MQTT-3.1.0-1
+    length, shift = 0, 0
+    for _ in range(4):
+        (byte,) = await reader.read(1)
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    else:
+        raise MalformedConnect("remaining length is longer than four bytes")
+    if length > MAX_CONNECT_BYTES:
+        raise MalformedConnect("CONNECT is too large")
+    return parse_connect(await reader.read(length) if length else b"")
+
+
 async def _close_writer(writer: WriterAdapter) -> None:
     try:
         await asyncio.wait_for(writer.close(), _CLOSE_GRACE)
@@ -471,30 +492,21 @@ class HardenedBroker(Broker):  # type: ignore[misc]
 
     async def _read_connect(
         self, reader: ReaderAdapter, writer: WriterAdapter
-    ) -> ConnectPacket | None:
+    ) -> ConnectInfo | None:
         try:
-            connect = await asyncio.wait_for(
-                ConnectPacket.from_stream(reader), self.connect_timeout
-            )
+            connect = await asyncio.wait_for(_read_connect_packet(reader), self.connect_timeout)
         except Exception:  # timeout (F3), EOF or garbage: close without a word
             return None
-        if connect.fixed_header is None or connect.fixed_header.packet_type != CONNECT:
-            return None
-        vh, payload = connect.variable_header, connect.payload
-        if vh is None or payload is None:
-            return None
-        if connect.proto_name not in ("MQTT", "MQIsdp") or vh.reserved_flag:
-            return None  # MQTT-3.1.2-1, MQTT-3.1.2-3
+        if connect.protocol not in ("MQTT", "MQIsdp"):
+            return None  # MQTT-3.1.2-1
         code = _ACCEPTED
-        if connect.proto_level != 4:
+        if connect.level != 4:
             code = _BAD_PROTOCOL  # MQTT-3.1.2-2
         elif connect.password_flag and not connect.username_flag:
             code = _BAD_CREDENTIALS  # MQTT-3.1.2-22
-        elif not connect.clean_session_flag and payload.client_id_is_random:
+        elif not connect.clean_session and not connect.client_id:
             code = _IDENTIFIER_REJECTED  # MQTT-3.1.3-8
         if code == _ACCEPTED and connect.will_flag:
-            if connect.will_qos not in (0, 1, 2) or connect.will_message is None:
-                return None  # MQTT-3.1.2-14
             try:
                 validate_topic(connect.will_topic or "")
             except InvalidTopic:
@@ -510,18 +522,18 @@ class HardenedBroker(Broker):  # type: ignore[misc]
             await packet.to_stream(writer)
         await _close_writer(writer)
 
-    def _new_session(self, connect: ConnectPacket, writer: WriterAdapter) -> LeanSession:
+    def _new_session(self, connect: ConnectInfo, writer: WriterAdapter) -> LeanSession:
         session = LeanSession()
-        session.client_id = connect.client_id
-        session.clean_session = connect.clean_session_flag
+        session.client_id = connect.client_id or gen_client_id()  # MQTT-3.1.3-6
+        session.clean_session = connect.clean_session
         session.will_flag = connect.will_flag
-        session.will_retain = connect.will_retain_flag
+        session.will_retain = connect.will_retain
         session.will_qos = connect.will_qos
         session.will_topic = connect.will_topic
         session.will_message = connect.will_message
         session.username = connect.username
         session.password = connect.password
-        session.keep_alive = max(connect.keep_alive, 0)
+        session.keep_alive = connect.keep_alive
         peer = writer.get_peer_info()
         if peer is not None:
             session.remote_address, session.remote_port = peer

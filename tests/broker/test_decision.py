@@ -206,3 +206,24 @@ def test_feed_reset_and_bad_events() -> None:
         authority.apply_feed({"events": [{"seq": 99, "kind": "revoke"}]})
     with pytest.raises(FeedError):
         authority.apply_feed({"events": "nope"})
+
+
+def test_deadline_queue_fires_in_order_on_one_timer() -> None:
+    from mock_broker.deadlines import DeadlineQueue
+
+    clock = ManualClock(100.0)
+    queue = DeadlineQueue(clock)
+    fired: list[str] = []
+    queue.push(130.0, lambda: fired.append("c"))
+    dropped = queue.push(110.0, lambda: fired.append("x"))
+    queue.push(120.0, lambda: queue.push(125.0, lambda: fired.append("b2")) and None or fired.append("b"))
+    queue.push(105.0, lambda: fired.append("a"))
+    queue.cancel(dropped)
+    assert clock.pending() == 1  # one clock timer however many deadlines
+    clock.advance(50)
+    assert fired == ["a", "b", "b2", "c"]
+    assert len(queue) == 0 and clock.pending() == 0
+    many = [queue.push(200.0 + i, lambda: None) for i in range(100)]
+    for deadline in many[:-1]:
+        queue.cancel(deadline)
+    assert len(queue) == 1 and len(queue._heap) < 100  # compacted
