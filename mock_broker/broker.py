@@ -169,6 +169,18 @@ class TokenBroker(HardenedBroker):
             return None
         return False
 
+    async def publish_will(self, session: Session) -> None:
+        # The broker publishes a will on the client's behalf: only where it could have.
+        grant = grant_of(session)
+        topic = session.will_topic or ""
+        if grant is None or (topic.startswith("$SYS") and grant.mode == "Token"):
+            return
+        code = decide_publish(grant, topic)
+        if code is not None:
+            self.metrics.violations.labels("will", str(int(code))).inc()
+            return
+        await super().publish_will(session)
+
     def may_deliver(self, session: Session, topic: str) -> bool:
         if not self.plugin.enabled:
             return True

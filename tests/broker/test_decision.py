@@ -216,7 +216,12 @@ def test_deadline_queue_fires_in_order_on_one_timer() -> None:
     fired: list[str] = []
     queue.push(130.0, lambda: fired.append("c"))
     dropped = queue.push(110.0, lambda: fired.append("x"))
-    queue.push(120.0, lambda: queue.push(125.0, lambda: fired.append("b2")) and None or fired.append("b"))
+
+    def b() -> None:
+        fired.append("b")
+        queue.push(125.0, lambda: fired.append("b2"))  # pushed while firing
+
+    queue.push(120.0, b)
     queue.push(105.0, lambda: fired.append("a"))
     queue.cancel(dropped)
     assert clock.pending() == 1  # one clock timer however many deadlines

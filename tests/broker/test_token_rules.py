@@ -315,3 +315,41 @@ async def test_notice_already_due_at_connect_is_sent_at_once(
     notice = await client.expect(PUBLISH)  # within the lead already
     assert notice.topic == "$SYS/tokenExpireNotice"
     assert notice.qos == 0  # notices are QoS 0: nothing to acknowledge
+
+
+async def test_remembered_decisions_follow_expiry_and_revocation(
+    broker: BrokerHandle, minter: Minter, clock: ManualClock
+) -> None:
+    claims = minter.claims(ttl=100)
+    password = build_token_password({TokenType.RW: minter.codec.encode(claims)})
+    for _ in range(2):  # the second CONNECT is answered from memory
+        client = await connect_raw(broker.port, "GID_g@@@memo", password)
+        await client.disconnect()
+    clock.advance(100)
+    _, rc, _ = await RawClient.connected(broker.port, "GID_g@@@memo", USER, password)
+    assert rc == 5
+    fresh = minter.claims(ttl=1000)
+    password = build_token_password({TokenType.RW: minter.codec.encode(fresh)})
+    client = await connect_raw(broker.port, "GID_g@@@memo", password)
+    await client.disconnect()
+    broker.authority.revoke(fresh.token_id, fresh.expire_ms)
+    _, rc, _ = await RawClient.connected(broker.port, "GID_g@@@memo", USER, password)
+    assert rc == 5
+
+
+async def test_a_will_is_only_published_where_the_client_could_publish(
+    broker: BrokerHandle, minter: Minter
+) -> None:
+    watcher = await connect_raw(broker.port, "GID_g@@@ww", minter.password())
+    assert await watcher.subscribe(("#", 0)) == [0]
+    reader = await connect_raw(
+        broker.port, "GID_g@@@ro", minter.password("R", ("a/#",)), will=("a/will", b"x", 0, False)
+    )
+    reader.close()
+    writer = await connect_raw(
+        broker.port, "GID_g@@@wo", minter.password("W", ("a/#",)), will=("a/will", b"ok", 0, False)
+    )
+    writer.close()
+    got = await watcher.expect(PUBLISH)
+    assert got.payload == b"ok"  # the R-only client's will was dropped
+    assert broker.metrics.value("mqtt_broker_violations_total", action="will", code="5") == 1
