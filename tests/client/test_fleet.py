@@ -63,6 +63,7 @@ async def test_fleet_starts_restarts_from_store_and_refreshes_spread_out(
         lambda: fleet.counters().refreshes_upload + fleet.counters().refreshes_reconnect >= 20,
         what="all refreshed",
     )
+    await mqtt_stack.eventually(lambda: fleet.counters().connects == 30, what="reconnects")
     totals = fleet.counters()
     assert totals.refreshes_upload == 10 and totals.refreshes_reconnect == 10
     times = sorted(
