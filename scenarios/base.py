@@ -173,9 +173,21 @@ async def run_scenario(
             options: EmbeddedOptions = module.embedded_options(params)
             if params.data_dir:
                 options = _with_data_dir(options, params.data_dir)
-            env_cm: Any = embedded_environment(
-                options, clock=clock or _clock_for(module.CLOCK, params)
+            in_child = (
+                clock is None
+                and module.CLOCK != "manual"
+                and bool(params.option("stack_process", getattr(module, "STACK_PROCESS", False)))
             )
+            if in_child:
+                from .stack_proc import subprocess_environment
+
+                scale = params.time_scale if module.CLOCK == "scaled" else 1.0
+                env_cm: Any = subprocess_environment(options, scale=scale)
+                report.params["stack"] = "embedded (child process)"
+            else:
+                env_cm = embedded_environment(
+                    options, clock=clock or _clock_for(module.CLOCK, params)
+                )
         else:
             env_cm = external_environment(endpoints, clock=clock)
         async with env_cm as env:

@@ -64,6 +64,7 @@ class Population:
     #: after :meth:`arm`: first CONNECTED time (monotonic) of each client since then
     back: dict[int, float] = field(default_factory=dict)
     _armed: float | None = None
+    _all_back: asyncio.Event | None = None
 
     def client_id(self, i: int) -> str:
         return f"GID_{self.group}@@@d{i}"
@@ -110,6 +111,8 @@ class Population:
             self.events.append(StampedEvent(i, ev.kind, now, dict(ev.detail)))
             if ev.kind == EventKind.CONNECTED and self._armed is not None and i not in self.back:
                 self.back[i] = now
+                if len(self.back) >= self.n and self._all_back is not None:
+                    self._all_back.set()
 
         return on_event
 
@@ -207,6 +210,16 @@ class Population:
         """Start recording, per client, the first CONNECTED from now on (:attr:`back`)."""
         self.back = {}
         self._armed = t0
+        self._all_back = asyncio.Event()
+
+    async def wait_all_back(self, deadline_s: float) -> bool:
+        """After :meth:`arm`: until every client connected again (an event, no polling)."""
+        assert self._all_back is not None, "arm() first"
+        try:
+            await asyncio.wait_for(self._all_back.wait(), deadline_s)
+        except TimeoutError:
+            return False
+        return True
 
     def events_since(self, t0: float, kind: EventKind | None = None) -> list[StampedEvent]:
         return [e for e in self.events if e.t >= t0 and (kind is None or e.kind == kind)]
