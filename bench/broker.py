@@ -262,7 +262,8 @@ def main() -> int:
     mem = {k: statistics.median(v) for k, v in mems.items()}
     print()
     print(
-        f"medians of {args.rounds} rounds, {args.workers} connecting clients, {args.duration:g} s each"
+        f"medians of {args.rounds} rounds, {args.workers} connecting clients,"
+        f" {args.duration:g} s each"
     )
     for label, figures in (("wall-clock", med), ("per broker CPU-s", cpu)):
         print(

@@ -9,6 +9,9 @@ says so), and against :class:`mock_broker.hardening.HardenedBroker`.
 from __future__ import annotations
 
 import asyncio
+import select
+import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -187,3 +190,30 @@ async def test_f9_connect_does_not_leak_retained_messages_of_other_filters(targe
     await outsider.subscribe(("a/b", 0), wait=False)
     while (packet := await outsider.read()) is not None and packet.kind != SUBACK:
         assert packet.kind != PUBLISH, f"leaked {packet.topic}"
+
+
+async def test_f11_listen_backlog_absorbs_a_storm(target: Target) -> None:
+    # The loop is not running while we connect: only the kernel's accept queue (the
+    # listen backlog) holds the handshakes.  Stock asyncio's 100 drops the rest.
+    socks = []
+    try:
+        for _ in range(400):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", target.port))
+            socks.append(sock)
+        deadline = time.monotonic() + 1.0
+        connected: set[int] = set()
+        while time.monotonic() < deadline and len(connected) < len(socks):
+            _, writable, _ = select.select(
+                [], [s for s in socks if s.fileno() not in connected], [], 0.05
+            )
+            connected |= {
+                s.fileno()
+                for s in writable
+                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+            }
+        assert len(connected) == len(socks)
+    finally:
+        for sock in socks:
+            sock.close()
