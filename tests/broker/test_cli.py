@@ -110,3 +110,44 @@ async def test_revocation_across_processes(
     assert rc == 5
     assert await _stop(broker) == 0
     assert await _stop(auth) == 0
+
+
+async def test_manual_clock_follows_the_authservers(
+    tmp_path: Path, procs: list[asyncio.subprocess.Process]
+) -> None:
+    auth, line = await _start(
+        "authserver", "--port", "0", "--data-dir", str(tmp_path / "auth"), "--clock", "manual",
+        "--clock-epoch", "1800000000",
+    )  # fmt: skip
+    procs.append(auth)
+    auth_url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)  # type: ignore[union-attr]
+    broker, line = await _start(
+        "broker", "--port", "0", "--authserver", auth_url, "--clock", "manual"
+    )
+    procs.append(broker)
+    port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
+    async with aiohttp.ClientSession() as http:
+        params = {
+            "actions": "R", "expireTime": str((1_800_000_000 + 600) * 1000),
+            "instanceId": "mqtt-dev", "resources": "a/#", "serviceName": "mq",
+            "proxyType": "MQTT", "accessKey": "dev-ak",
+        }  # fmt: skip
+        params["signature"] = legacy_sign({k: params[k] for k in LEGACY_APPLY_SIGNED}, "dev-sk")
+        async with http.post(f"{auth_url}/token/apply", data=params) as resp:
+            body = await resp.json()
+        assert body["success"], body
+        client = await connect_raw(
+            port, "GID_p@@@man", build_token_password({TokenType.R: body["tokenData"]})
+        )
+        async with http.post(f"{auth_url}/admin/clock/advance", json={"seconds": 600}) as resp:
+            assert resp.status == 200
+        expire = await client.expect(PUBLISH, within=3.0)
+        invalid = await client.expect(PUBLISH, within=3.0)
+        assert expire.topic == "$SYS/tokenExpireNotice"
+        assert (invalid.topic, json.loads(invalid.payload)["code"]) == (
+            "$SYS/tokenInvalidNotice",
+            2,
+        )
+        assert await client.closed()
+    assert await _stop(broker) == 0
+    assert await _stop(auth) == 0

@@ -4,13 +4,16 @@ notices.  Exact-control client (rawmqtt); time moves only by ``clock.advance``."
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from mock_broker.broker import BrokerHandle
+from mock_authserver.tokens import TokenCodec
+from mock_broker.authority import TokenAuthority
+from mock_broker.broker import BrokerHandle, run_broker
 from mock_broker.config import BrokerConfig
 from mock_broker.decision import AccountInfo
-from sim.clock import ManualClock
+from sim.clock import ManualClock, ScaledClock
 from sim.protocol import (
     TokenType,
     build_token_password,
@@ -353,3 +356,17 @@ async def test_a_will_is_only_published_where_the_client_could_publish(
     got = await watcher.expect(PUBLISH)
     assert got.payload == b"ok"  # the R-only client's will was dropped
     assert broker.metrics.value("mqtt_broker_violations_total", action="will", code="5") == 1
+
+
+async def test_scaled_clock_runs_token_life_fast(authority: TokenAuthority, key: bytes) -> None:
+    # 600 virtual seconds of token life in one real second (scale 600): the notice at
+    # 300 s before expiry, then the expiry, both by timer.
+    clock = ScaledClock(600.0)
+    minter = Minter(TokenCodec({"k1": key}, "k1"), clock)  # type: ignore[arg-type]
+    async with run_broker(BrokerConfig(port=0), clock, authority=authority) as broker:
+        client = await connect_raw(broker.port, "GID_g@@@fast", minter.password(ttl=600))
+        started = time.monotonic()
+        assert (await _notice(client, "$SYS/tokenExpireNotice"))["type"] == "RW"
+        assert (await _notice(client))["code"] == 2
+        assert await client.closed()
+        assert 0.4 < time.monotonic() - started < 3.0
