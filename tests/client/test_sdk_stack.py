@@ -264,3 +264,37 @@ async def test_mass_kick_reconnects_spread_out_and_without_asking(
     )
     assert await mqtt_stack.metric("appserver", "appserver_token_requests") == asks
     assert all(c.counters.token_requests == 1 for c in clients)
+
+
+async def test_permission_mismatch_notice_keeps_the_token(
+    mqtt_stack: SimStack, mqtt_client_factory
+):
+    c = await mqtt_client_factory("GID_t@@@readonly", resources=("t/#",), actions="R")
+    token = c.token
+    await c.publish("t/x", b"x", qos=0)  # an R token publishing: notice 5, disconnect
+    await mqtt_stack.eventually(lambda: c.counters.connects == 2, advance=1, what="back")
+    codes = [e.detail["code"] for e in c.events.of(EventKind.INVALID_NOTICE)]
+    assert codes == [5]
+    assert c.counters.reapplies == 0 and c.token == token
+
+
+async def test_expiry_during_an_outage_then_recovery(mqtt_stack: SimStack, mqtt_client_factory):
+    c = await mqtt_client_factory("GID_t@@@expire", refresh=RefreshPolicy(margin=100))
+    old = c.token
+    assert old is not None
+    await mqtt_stack.add_fault(operation="apply", kind="status", status=503)
+    # refresh attempts fail (stale token or 503); the token runs out in session
+    await mqtt_stack.advance(old.expire_at - mqtt_stack.clock.now() + 1)
+    await mqtt_stack.eventually(lambda: c.counters.disconnects == 1, what="session ended")
+    await mqtt_stack.eventually(
+        lambda: c.counters.token_request_failures >= 2, advance=1, what="503s"
+    )
+    await mqtt_stack.clear_faults()
+    await mqtt_stack.eventually(lambda: c.connected, advance=2, what="back after outage")
+    # the broker's invalid notice 2 or the client's own expiry check, whichever came
+    # first in the jump past expiry, made the client re-ask
+    reasons = [e.detail["reason"] for e in c.events.of(EventKind.TOKEN_REQUESTED)]
+    assert reasons[1] in ("reapply: invalid notice 2", "reapply: expired in session")
+    assert c.counters.reapplies == 1
+    assert c.token is not None and c.token.expire_ms > old.expire_ms
+    assert c.counters.connects == 2
