@@ -1,0 +1,92 @@
+"""Hypothesis on every parser of the SDK: AppServer answers, stored tokens, broker URLs."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sim.client.appserver_api import _retry_after, parse_grant
+from sim.client.errors import BadAppServerAnswer
+from sim.client.store import StoredToken
+from sim.client.transport import parse_broker_url
+from sim.protocol import TokenType
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+GOOD = {
+    "token": "tok",
+    "type": "RW",
+    "expireTime": 1_800_003_600_000,
+    "instanceId": "mqtt-dev",
+    "username": "Token|dev-ak|mqtt-dev",
+    "password": "RW|tok",
+    "stale": False,
+}
+
+
+def test_a_good_answer_parses() -> None:
+    grant = parse_grant(GOOD, actions="R,W", resources=("b/#", "a/+"))
+    assert grant.token.resources == ("a/+", "b/#")
+    assert grant.token.type is TokenType.RW and grant.stale is False
+
+
+@given(json_values)
+def test_any_json_is_a_grant_or_a_bad_answer(body: object) -> None:
+    with contextlib.suppress(BadAppServerAnswer):
+        parse_grant(body, actions="R", resources=("a",))
+
+
+@given(st.sampled_from(sorted(GOOD)), json_values)
+def test_a_corrupted_field_is_a_bad_answer_or_still_well_typed(key: str, value: object) -> None:
+    body = {**GOOD, key: value}
+    try:
+        grant = parse_grant(body, actions="R,W", resources=("a",))
+    except BadAppServerAnswer:
+        return
+    assert isinstance(grant.token.expire_ms, int) and isinstance(grant.token.token, str)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 0), ("5", 5), ("-3", 0), ("x", 0)])
+def test_retry_after(value: str | None, expected: float) -> None:
+    assert _retry_after(value) == expected
+    assert _retry_after("99999999") == 3600
+
+
+@given(json_values)
+def test_stored_token_json_only_ever_raises_value_error(data: object) -> None:
+    with contextlib.suppress(ValueError):
+        StoredToken.from_json(data)
+
+
+@given(
+    st.text(min_size=1, max_size=50),
+    st.sampled_from(list(TokenType)),
+    st.integers(0, 2**53),
+    st.lists(st.text(max_size=20), min_size=1, max_size=5),
+)
+def test_stored_token_round_trip(token: str, kind: TokenType, expire: int, res: list[str]) -> None:
+    t = StoredToken(token, kind, expire, "i", "Token|a|i", f"{kind.value}|{token}", "R", tuple(res))
+    assert StoredToken.from_json(t.to_json()) == t
+
+
+@given(st.text(max_size=60))
+def test_broker_url_parses_or_raises_value_error(text: str) -> None:
+    try:
+        addr = parse_broker_url(text)
+    except ValueError:
+        return
+    assert 0 <= addr.port <= 65535 and addr.host
+
+
+def test_broker_url_forms() -> None:
+    assert parse_broker_url("mqtt://127.0.0.1:1884").port == 1884
+    assert parse_broker_url("127.0.0.1").port == 1883
+    with pytest.raises(ValueError):
+        parse_broker_url("http://127.0.0.1:80")
