@@ -348,9 +348,10 @@ class BrokerHandle:
     def url(self) -> str:
         return f"mqtt://{self.config.host}:{self.port}"
 
-    async def kick_all(self) -> None:
-        """Drop every client at once (the scenarios' mass kick); wills are published."""
-        await self.broker.close_all("kicked")
+    async def kick_all(self) -> int:
+        """Drop every client at once (the scenarios' mass kick); return how many.
+        Wills are published, as for any abnormal disconnect."""
+        return await self.broker.close_all("kicked")
 
 
 @asynccontextmanager

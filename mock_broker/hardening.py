@@ -847,14 +847,16 @@ class HardenedBroker(Broker):  # type: ignore[misc]
             return int(sock.getsockname()[1])
         raise RuntimeError(f"listener {listener_name!r} has no socket")
 
-    async def close_all(self, reason: str = "kicked", grace: float = 5.0) -> None:
-        handlers = list(self._handlers)
+    async def close_all(self, reason: str = "kicked", grace: float = 5.0) -> int:
+        """Close every live connection (wills published); return how many."""
+        handlers = [h for h in self._handlers if not h.closing]
         for handler in handlers:
             handler.request_close(reason)
         waits = [h.finished.wait() for h in handlers]
         if waits:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*waits), grace)
+        return len(handlers)
 
     async def shutdown(self) -> None:
         for server in self._servers.values():
