@@ -78,6 +78,9 @@ __all__ = ["ClientConfig", "ClientState", "TokenClient"]
 
 log = logging.getLogger(__name__)
 
+#: virtual seconds a session must last for the backoff to start again from its first step
+STABLE_SESSION_S = 10.0
+
 ClientState = Literal["idle", "connecting", "connected", "backoff", "refused", "closed"]
 
 
@@ -335,9 +338,13 @@ class TokenClient:
                     await self._backoff(attempt)
                     attempt += 1
                     continue
-                attempt = 0
+                started = self.clock.now()
                 planned = await self._serve(conn)
+                if self.clock.now() - started >= STABLE_SESSION_S:
+                    attempt = 0  # a session that held: the next loss starts afresh
                 if not planned and not self._closing:
+                    # A session that keeps dropping right after CONNACK backs off further
+                    # each time instead of flapping at the first step forever.
                     await self._backoff(attempt)
                     attempt += 1
         except asyncio.CancelledError:
@@ -345,6 +352,7 @@ class TokenClient:
         except Exception as exc:  # a bug must not leave a silent zombie client
             log.exception("client %s stopped by an unexpected error", self.client_id)
             self.failure = ClientRefused(f"unexpected error: {type(exc).__name__}")
+            self.state = "refused"
             self._stopped.set()
 
     async def _obtain_token(self) -> tuple[StoredToken, bool]:

@@ -298,3 +298,19 @@ async def test_expiry_during_an_outage_then_recovery(mqtt_stack: SimStack, mqtt_
     assert c.counters.reapplies == 1
     assert c.token is not None and c.token.expire_ms > old.expire_ms
     assert c.counters.connects == 2
+
+
+async def test_a_flapping_session_backs_off_further_each_time(
+    mqtt_stack: SimStack, mqtt_client_factory
+):
+    c = await mqtt_client_factory("GID_t@@@flap", resources=("t/#",))
+    for n in range(3):  # kicked right after each CONNACK (notice 4)
+        await c.publish("other/topic", b"x", qos=0)
+        await mqtt_stack.eventually(lambda n=n: c.counters.connects == n + 2, advance=0.5)
+    attempts = [e.detail["attempt"] for e in c.events.of(EventKind.BACKOFF)]
+    assert attempts == [0, 1, 2]
+    # a session that holds resets the schedule
+    await mqtt_stack.advance(60)
+    await c.publish("other/topic", b"x", qos=0)
+    await mqtt_stack.eventually(lambda: c.counters.connects == 5, advance=0.5)
+    assert c.events.of(EventKind.BACKOFF)[-1].detail["attempt"] == 0
