@@ -138,6 +138,18 @@ def load_scenario(name: str) -> ModuleType:
     return importlib.import_module(module_name)
 
 
+def raise_nofile_limit(wanted: int) -> None:
+    """Thousands of clients need thousands of descriptors: lift the soft limit towards
+    the hard one (many systems default the soft limit to 1024)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard == resource.RLIM_INFINITY else min(hard, max(soft, wanted))
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def _clock_for(mode: str, params: ScenarioParams) -> Clock:
     if mode == "manual":
         return ManualClock(start=time.time())
@@ -167,6 +179,8 @@ async def run_scenario(
         params={"clients": clients, "seed": params.seed, **dict(params.options)},
     )
     report.params["stack"] = "external" if endpoints else "embedded"
+    # Clients, the raw baseline and (in-process) the broker's side: ~3 sockets a client.
+    raise_nofile_limit(3 * clients + 1024)
     t0 = time.monotonic()
     try:
         if endpoints is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 
 from .base import RunContext, ScenarioParams
-from .env import EmbeddedOptions, Unsupported
+from .env import UNTHROTTLED, EmbeddedOptions, Unsupported
 from .population import Population
 from .report import Expectation
 
@@ -34,7 +34,9 @@ PHASES = ("first_start", "client_restart", "empty_stores", "appserver_restart")
 
 
 def embedded_options(params: ScenarioParams) -> EmbeddedOptions:
-    return EmbeddedOptions(seed=params.seed)
+    # The AppServer's apply rate limit (50/s by default) protects a recovering
+    # AuthServer; here it would only make the fleet's first start last N / 50 s.
+    return EmbeddedOptions(seed=params.seed, appserver_overrides=UNTHROTTLED)
 
 
 async def run(ctx: RunContext) -> None:

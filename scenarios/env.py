@@ -38,6 +38,7 @@ from .metrics import MetricsSnapshot, parse_metrics
 
 __all__ = [
     "APPLY_METRIC",
+    "UNTHROTTLED",
     "EmbeddedOptions",
     "Endpoints",
     "Environment",
@@ -49,6 +50,10 @@ __all__ = [
 
 #: The AuthServer's request counter (CONTRACTS.md); applies are ``operation="apply"``.
 APPLY_METRIC = "mqtt_authserver_requests_total"
+
+
+#: AppServer overrides for scenarios whose fleets start all at once (not the subject).
+UNTHROTTLED: Mapping[str, Any] = {"drain_rate_per_s": 1_000_000.0, "drain_burst": 1_000_000}
 
 
 class EnvironmentError_(RuntimeError):

@@ -35,7 +35,7 @@ from sim.client.policy import Backoff
 
 from .base import RunContext, ScenarioParams
 from .connect_rate import measure_connect_rate
-from .env import EmbeddedOptions
+from .env import UNTHROTTLED, EmbeddedOptions
 from .population import Population
 from .report import Expectation, latency_figures, spread_figures
 
@@ -49,7 +49,9 @@ STACK_PROCESS = True
 
 
 def embedded_options(params: ScenarioParams) -> EmbeddedOptions:
-    return EmbeddedOptions(seed=params.seed)
+    # The AppServer's apply rate limit (50/s by default) protects a recovering
+    # AuthServer; here it would only make the fleet's first start last N / 50 s.
+    return EmbeddedOptions(seed=params.seed, appserver_overrides=UNTHROTTLED)
 
 
 def connect_latencies(events: list[Any], t0: float) -> list[float]:

@@ -180,6 +180,9 @@ def main(argv: list[str]) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
+    from .base import raise_nofile_limit
+
+    raise_nofile_limit(1 << 20)  # the broker holds one socket per client
     options = _options_from_json(argv[0])
     clock: Clock = SystemClock()
     if len(argv) >= 4:
