@@ -181,7 +181,8 @@ class Fleet:
                     await client.wait_connected()
                 if client.connected:
                     self.connect_latencies.append(time.perf_counter() - t0)
-            if self.all_connected_after is None and self.connected_count == len(self.clients):
+            # O(1) per client: counting connected clients here would make the ramp O(N²)
+            if len(self.connect_latencies) == len(self.clients):
                 assert self.started_at is not None
                 self.all_connected_after = time.perf_counter() - self.started_at
 
