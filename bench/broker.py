@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import signal
 import statistics
@@ -79,8 +80,11 @@ async def _serve(kind: str) -> None:
 # -- the load generator ------------------------------------------------------------------------
 
 
+@functools.cache
 def _passwords(kind: str, count: int = FLEET) -> list[str | None]:
-    """One token per device of a fleet of ``count``, each device reconnecting in turn."""
+    """One token per device of a fleet of ``count``, each device reconnecting in turn
+    (minted once per generator process: the warm-up connects present the same tokens
+    as the measured ones, as a fleet with persisted tokens does)."""
     if kind != "token":
         return [None]
     from mock_authserver.tokens import TokenClaims, TokenCodec
