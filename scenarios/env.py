@@ -194,6 +194,11 @@ class Environment:
         """The in-process broker handle (embedded only), e.g. for its counters."""
         return None
 
+    def stack_cpu_seconds(self) -> float | None:
+        """CPU seconds used so far by the stack's own process, when it has one that is
+        not this process (a child stack); None otherwise."""
+        return None
+
 
 def token_requests_of(m: MetricsSnapshot) -> float:
     """The AppServer's count of token requests, whatever the exact metric name (it is

@@ -42,9 +42,19 @@ _STARTUP_TIMEOUT_S = 60.0
 class _Remote(Environment):
     """An environment whose embedded-only levers go to the child's control API."""
 
-    def __init__(self, *args: Any, control: str, **kw: Any):
+    def __init__(self, *args: Any, control: str, pid: int, **kw: Any):
         super().__init__(*args, **kw)
         self._control = control
+        self._pid = pid
+
+    def stack_cpu_seconds(self) -> float | None:
+        """utime + stime of the child from ``/proc`` (Linux); None elsewhere."""
+        try:
+            with open(f"/proc/{self._pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
 
     async def _post(self, path: str) -> dict[str, Any]:
         async with self.http.post(f"{self._control}{path}") as resp:
@@ -112,7 +122,9 @@ async def subprocess_environment(
             raise EnvironmentError_(f"the stack process did not start: {exc!r}") from None
         endpoints = Endpoints(**hello["endpoints"])
         async with aiohttp.ClientSession() as http:
-            yield _Remote(endpoints, clock, http, embedded=True, control=hello["control"])
+            yield _Remote(
+                endpoints, clock, http, embedded=True, control=hello["control"], pid=proc.pid
+            )
     finally:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):

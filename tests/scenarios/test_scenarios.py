@@ -38,7 +38,13 @@ async def test_reconnect_storm_small():
     assert f["auth_failures"] == 0
     assert f["connect_latency_p50_ms"] <= f["connect_latency_p99_ms"]
     assert {"retry_stdev_s", "retry_max_bucket_share"} <= set(f)
-    assert [m.label for m in report.marks][:3] == ["baseline", "setup", "kick_all"]
+    # The stack ran in a child process: both sides' CPU is reported.
+    assert report.params["stack"] == "embedded (child process)"
+    assert f["client_cpu_seconds"] >= 0 and f["stack_cpu_seconds"] >= 0
+    assert f["rounds"] == 3 and f["reconnect_seconds_min"] <= f["reconnect_seconds_max"]
+    labels = [m.label for m in report.marks]
+    assert labels[:4] == ["baseline 1", "baseline 2", "baseline 3", "setup"]
+    assert labels.count("kick_all") == 3 and labels.count("all back") == 3
     connected = [p.values.get("connected", 0) for p in report.timeline]
     assert max(connected) == 30 and connected[-1] == 0  # all up, then torn down
 
@@ -46,7 +52,7 @@ async def test_reconnect_storm_small():
 async def test_reconnect_storm_by_broker_restart():
     report = await run_scenario(
         "reconnect-storm",
-        ScenarioParams(clients=10, options={"method": "restart", "slack_s": "2"}),
+        ScenarioParams(clients=10, options={"method": "restart", "slack_s": "2", "rounds": "1"}),
     )
     _ok(report)
     assert report.figures["upstream_applies_during_storm"] == 0
