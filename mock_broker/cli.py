@@ -137,6 +137,10 @@ async def _follow_manual_clock(clock: ManualClock, base_url: str) -> None:
 async def _serve(config: BrokerConfig, spec: ClockSpec) -> None:
     from .broker import run_broker
 
+    if not log.isEnabledFor(logging.DEBUG):
+        # amqtt logs two INFO lines per connection; a storm would drown the log.
+        logging.getLogger("amqtt").setLevel(logging.WARNING)
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
