@@ -115,7 +115,7 @@ class FeedFollower:
                 backoff = 0.1
             except FeedReset:
                 need_bootstrap = True
-            except (aiohttp.ClientError, TimeoutError, OSError, FeedError) as exc:
+            except Exception as exc:  # never let the follower die: retry, jittered
                 self._count("error")
                 log.warning("AuthServer feed: %s; retrying", exc or type(exc).__name__)
                 await asyncio.sleep(backoff * (0.5 + random.random()))

@@ -1,0 +1,102 @@
+"""The feed follower against a scripted AuthServer: bootstrap, events, a ``reset`` that
+forces a new bootstrap, and errors that are retried."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from typing import Any
+
+from aiohttp import web
+
+from mock_broker.authority import Changes, TokenAuthority
+from mock_broker.follower import FeedFollower
+from sim.clock import ManualClock
+
+
+class FakeAuthServer:
+    def __init__(self) -> None:
+        self.seq = 5
+        self.revoked: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.answers: list[Any] = []  # scripted answers of /admin/feed, used first
+        self.bootstraps = 0
+        self.wake = asyncio.Event()
+
+    def bootstrap(self) -> dict[str, Any]:
+        return {
+            "keys": {"k1": base64.b64encode(b"k" * 32).decode()},
+            "current_key": "k1",
+            "accounts": [
+                {"access_key_id": "ak", "secret": "sk", "instances": ["i"], "enabled": True}
+            ],
+            "revoked": list(self.revoked),
+            "seq": self.seq,
+        }
+
+    def revoke(self, token_id: str) -> None:
+        self.seq += 1
+        self.revoked.append({"token_id": token_id, "expire_ms": 2**50})
+        self.events.append(
+            {"seq": self.seq, "kind": "revoke", "token_id": token_id, "expire_ms": 2**50}
+        )
+        self.wake.set()
+
+    def app(self) -> web.Application:
+        async def bootstrap(_: web.Request) -> web.Response:
+            self.bootstraps += 1
+            return web.json_response(self.bootstrap())
+
+        async def feed(request: web.Request) -> web.Response:
+            if self.answers:
+                answer = self.answers.pop(0)
+                if isinstance(answer, int):
+                    return web.Response(status=answer, text="nope")
+                return web.json_response(answer)
+            after = int(request.query["after"])
+            timeout = float(request.query["timeout"])
+            if not [e for e in self.events if e["seq"] > after]:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout)
+            fresh = [e for e in self.events if e["seq"] > after]
+            return web.json_response({"seq": self.seq, "events": fresh})
+
+        app = web.Application()
+        app.router.add_get("/admin/broker/bootstrap", bootstrap)
+        app.router.add_get("/admin/feed", feed)
+        return app
+
+
+async def _until(predicate: Any, within: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)  # polling with a deadline, not synchronising by sleep
+
+
+async def test_follows_bootstrap_events_reset_and_errors(aiohttp_server: Any) -> None:
+    fake = FakeAuthServer()
+    fake.revoked.append({"token_id": "old", "expire_ms": 2**50})
+    fake.answers = [500, {"reset": True}]  # first poll fails, the next says "reset"
+    server = await aiohttp_server(fake.app())
+    authority = TokenAuthority()
+    seen: list[Changes] = []
+    authority.on_change(seen.append)
+    follower = FeedFollower(
+        str(server.make_url("/")), authority, clock=ManualClock(), poll_timeout=2
+    )
+    try:
+        assert await follower.start(wait=5)
+        assert authority.ready and authority.is_revoked("old") and authority.seq == 5
+        await _until(lambda: fake.bootstraps == 2)  # the reset forced a second bootstrap
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        fake.revoke("t1")
+        await _until(lambda: authority.is_revoked("t1"))
+        assert loop.time() - started < 1.0  # the long poll answered at once
+        assert Changes(revoked=frozenset({"t1"})) in seen
+        assert authority.seq == 6
+    finally:
+        await follower.stop()
