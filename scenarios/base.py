@@ -75,8 +75,9 @@ class ScenarioParams:
     sample_interval_s: float = 0.2
     #: Where the embedded stack keeps its data (a temporary dir when None).
     data_dir: str | None = None
-    #: Time scale of a scaled clock (scenarios whose CLOCK is "scaled").
-    time_scale: float = 60.0
+    #: Time scale of a scaled clock (scenarios whose CLOCK is "scaled"); None: the
+    #: scenario's ``DEFAULT_TIME_SCALE``.
+    time_scale: float | None = None
 
     def option(self, name: str, default: Any) -> Any:
         value = self.options.get(name, default)
@@ -150,11 +151,19 @@ def raise_nofile_limit(wanted: int) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def _clock_for(mode: str, params: ScenarioParams) -> Clock:
-    if mode == "manual":
+def _scale_for(module: ModuleType, params: ScenarioParams) -> float:
+    if params.time_scale is not None:
+        if not params.time_scale > 0:
+            raise ValueError("--time-scale must be > 0")
+        return float(params.time_scale)
+    return float(getattr(module, "DEFAULT_TIME_SCALE", 60.0))
+
+
+def _clock_for(module: ModuleType, params: ScenarioParams) -> Clock:
+    if module.CLOCK == "manual":
         return ManualClock(start=time.time())
-    if mode == "scaled":
-        return ScaledClock(params.time_scale)
+    if module.CLOCK == "scaled":
+        return ScaledClock(_scale_for(module, params))
     return SystemClock()
 
 
@@ -195,13 +204,11 @@ async def run_scenario(
             if in_child:
                 from .stack_proc import subprocess_environment
 
-                scale = params.time_scale if module.CLOCK == "scaled" else 1.0
+                scale = _scale_for(module, params) if module.CLOCK == "scaled" else 1.0
                 env_cm: Any = subprocess_environment(options, scale=scale)
                 report.params["stack"] = "embedded (child process)"
             else:
-                env_cm = embedded_environment(
-                    options, clock=clock or _clock_for(module.CLOCK, params)
-                )
+                env_cm = embedded_environment(options, clock=clock or _clock_for(module, params))
         else:
             env_cm = external_environment(endpoints, clock=clock)
         async with env_cm as env:

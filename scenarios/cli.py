@@ -45,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--time-scale",
         type=float,
-        default=60.0,
-        help="speed of the scaled clock for scenarios that use one (default 60)",
+        default=None,
+        help="speed of the scaled clock for scenarios that use one (default: the "
+        "scenario's, 20 for expiry-refresh)",
     )
     parser.add_argument("--data-dir", help="data dir of the embedded stack (default: a temp dir)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -108,8 +109,10 @@ def _quiet_libraries() -> None:
     user asked for DEBUG."""
     if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
         return
-    for name in ("amqtt", "transitions", "gmqtt"):
+    for name in ("amqtt", "transitions"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # gmqtt warns about every socket the broker closed (a kick, an expiry): expected here.
+    logging.getLogger("gmqtt").setLevel(logging.ERROR)
     # gmqtt logs every refused CONNACK at ERROR; the SDK handles (and counts) them.
     logging.getLogger("sim.client.gmqtt").setLevel(logging.CRITICAL)
     # Scenarios inject AuthServer faults on purpose: the AppServer's warnings about them

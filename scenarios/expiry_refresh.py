@@ -1,6 +1,6 @@
 """expiry-refresh: short TTLs under a scaled clock; every client refreshes (SPEC §7).
 
-The stack runs on a scaled clock (``--time-scale``, default 60: a 120 s token lives 2 s
+The stack runs on a scaled clock (``--time-scale``, default 20: a 120 s token lives 6 s
 of real time).  N clients connect with persistent sessions, subscribe to their own
 topic and publish QoS 1 messages to it throughout; half refresh in session
 (``$SYS/uploadToken``, publishing held until the PUBACK), half by reconnecting
@@ -35,6 +35,10 @@ NAME = "expiry-refresh"
 DESCRIPTION = "short-lived tokens refreshed in session or by reconnect; no QoS 1 loss"
 DEFAULT_CLIENTS = 100
 CLOCK = "scaled"
+#: 120 s tokens live 6 s of real time; the SDK's refresh margin is 2 s real.  Faster
+#: scales work for small fleets (the pytest size uses 60); a loaded machine needs the
+#: real-time margin to cover its scheduling delays.
+DEFAULT_TIME_SCALE = 20.0
 
 TTL_S = 120.0  # virtual seconds (the AuthServer's minimum is 60)
 APP_MARGIN_S = 60.0  # the AppServer renews a cached token with less life than this

@@ -88,7 +88,7 @@ async def test_outage_recovery_small():
 
 async def test_expiry_refresh_small():
     report = await run_scenario(
-        "expiry-refresh", ScenarioParams(clients=10, options={"lifetimes": "2"})
+        "expiry-refresh", ScenarioParams(clients=10, options={"lifetimes": "2"}, time_scale=60)
     )
     _ok(report)
     f = report.figures
