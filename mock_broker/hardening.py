@@ -22,7 +22,10 @@ F5  A second connection with the same client id takes over whatever the clean-se
     flag (MQTT-3.1.4-2): the first is closed (its will published) before the second's
     CONNACK.  Stock amqtt leaves both connected when the newcomer sets clean session.
 F6  Persistent sessions resume: CONNACK session-present 1 (MQTT-3.2.2-2), subscriptions
-    kept, QoS 1/2 messages published meanwhile delivered (with retain 0).
+    kept, QoS 1/2 messages published meanwhile delivered (with retain 0) -- also when the
+    client reconnects while its old connection is still up (a token refresh by
+    reconnecting): stock amqtt's old message loop then marks the shared session
+    disconnected, and everything published afterwards is queued, never delivered.
 F7  Unacknowledged QoS 1/2 messages stay in the session and are re-sent with DUP on
     reconnect (MQTT-4.4.0-1); stock amqtt drops them when the connection ends (and after
     a 5 s acknowledgement timeout).
