@@ -28,14 +28,14 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
 
-from sim.clock import Clock
+from sim.clock import Clock, TimerHandle
 from sim.protocol import (
     SYS_EXPIRE_NOTICE,
     SYS_INVALID_NOTICE,
@@ -176,17 +176,19 @@ class TokenClient:
         self._jitter = self._rng.random()
         self._conn: Connection | None = None
         self._task: asyncio.Task[None] | None = None
-        self._refresh_task: asyncio.Task[None] | None = None
+        self._refresh_task: asyncio.Task[None] | None = None  # only while refreshing
+        self._refresh_timer: TimerHandle | None = None  # idle clients hold just this
+        self._scheduled_for: float | None = None
         self._connected = asyncio.Event()
         self._ready = asyncio.Event()  # connected and no token upload in flight
         self._stopped = asyncio.Event()
-        self._wake = asyncio.Event()  # re-evaluate the refresh decision now
         self._force_refresh = False
         self._notice_refresh_at: float | None = None
         self._not_before = 0.0
         self._refresh_failures = 0
         self._planned_reconnect = False
         self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---------------------------------------------------------------- public face
 
@@ -206,6 +208,7 @@ class TokenClient:
     async def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("client already started")
+        self._loop = asyncio.get_running_loop()
         if self._http is None:
             self._http = aiohttp.ClientSession()
         self._task = asyncio.ensure_future(self._run())
@@ -277,13 +280,14 @@ class TokenClient:
         """Refresh the token at once, the client's way (tests, operators)."""
         self._force_refresh = True
         self._not_before = 0.0
-        self._wake.set()
+        self._rearm()
 
     async def close(self) -> None:
         self._closing = True
         conn = self._conn
         if conn is not None:
             await conn.close()
+        self._cancel_refresh_timer()
         for task in (self._refresh_task, self._task):
             if task is not None and not task.done():
                 task.cancel()
@@ -460,7 +464,8 @@ class TokenClient:
             self.state = "connected"
             self._connected.set()
             self._ready.set()
-            self._refresh_task = asyncio.ensure_future(self._refresh_loop(conn))
+            self._scheduled_for = None
+            self._arm_refresh(conn)
             reason = await conn.lost
         except NotConnected:
             reason = conn.lost.result() if conn.lost.done() else "lost while subscribing"
@@ -468,6 +473,7 @@ class TokenClient:
             self._connected.clear()
             self._ready.clear()
             self._conn = None
+            self._cancel_refresh_timer()
             task, self._refresh_task = self._refresh_task, None
             if task is not None and not task.done():
                 task.cancel()
@@ -498,38 +504,58 @@ class TokenClient:
 
     # ---------------------------------------------------------------- refresh
 
-    async def _refresh_loop(self, conn: Connection) -> None:
-        policy = self.config.refresh
-        scheduled_for: float | None = None
-        while conn.is_open and self._token is not None:
-            now = self.clock.now()
-            decision = decide_refresh(now, self._token.expire_at, policy, jitter=self._jitter)
-            if decision.action is RefreshAction.EXPIRED:
-                # The broker should have ended the session (invalid notice 2); do it.
-                self._discard("expired in session")
-                await conn.close()
-                return
-            at = now if self._force_refresh else decision.at
-            if self._notice_refresh_at is not None:
-                at = min(at, self._notice_refresh_at)
-            at = max(at, self._not_before)
-            if at > now:
-                if at != scheduled_for:
-                    scheduled_for = at
-                    self._emit(EventKind.REFRESH_SCHEDULED, at=at, mode=decision.mode)
-                await self._sleep_until_or_woken(at)
-                continue
-            self._force_refresh = False
-            self._notice_refresh_at = None
-            await self._refresh(conn, policy.mode)
+    def _cancel_refresh_timer(self) -> None:
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+            self._refresh_timer = None
 
-    async def _sleep_until_or_woken(self, at: float) -> None:
-        self._wake.clear()
-        handle = self.clock.call_at(at, self._wake.set)
+    def _rearm(self) -> None:
+        """Re-evaluate the refresh decision now (a notice, refresh_now)."""
+        if self._conn is not None:
+            self._arm_refresh(self._conn)
+
+    def _arm_refresh(self, conn: Connection) -> None:
+        """Decide (pure core) and either start the refresh or set ONE clock timer for it.
+
+        An idle client holds a timer handle, not a task: cheap for a fleet, and under a
+        manual clock the timer fires inside ``advance()``.
+        """
+        self._cancel_refresh_timer()
+        if self._refresh_task is not None or not conn.is_open or self._token is None:
+            return  # a refresh in flight re-arms when it ends
+        now = self.clock.now()
+        policy = self.config.refresh
+        decision = decide_refresh(now, self._token.expire_at, policy, jitter=self._jitter)
+        if decision.action is RefreshAction.EXPIRED:
+            # The broker should have ended the session (invalid notice 2); do it.
+            self._discard("expired in session")
+            self._refresh_task = self._spawn(conn.close())
+            return
+        at = now if self._force_refresh else decision.at
+        if self._notice_refresh_at is not None:
+            at = min(at, self._notice_refresh_at)
+        at = max(at, self._not_before)
+        if at > now:
+            if at != self._scheduled_for:
+                self._scheduled_for = at
+                self._emit(EventKind.REFRESH_SCHEDULED, at=at, mode=decision.mode)
+            self._refresh_timer = self.clock.call_at(at, lambda: self._arm_refresh(conn))
+            return
+        self._force_refresh = False
+        self._notice_refresh_at = None
+        self._refresh_task = self._spawn(self._refresh_then_rearm(conn, policy.mode))
+
+    async def _refresh_then_rearm(self, conn: Connection, mode: RefreshMode) -> None:
         try:
-            await self._wake.wait()
+            await self._refresh(conn, mode)
         finally:
-            handle.cancel()
+            self._refresh_task = None
+        self._arm_refresh(conn)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        # The loop captured at start(): a manual clock may fire our timer from advance().
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.create_task(coro)
 
     async def _refresh(self, conn: Connection, mode: RefreshMode) -> None:
         old = self._token
@@ -604,7 +630,7 @@ class TokenClient:
                     now, expire_at, self.config.refresh, jitter=self._jitter
                 )
                 self._not_before = 0.0
-                self._wake.set()
+                self._rearm()
             return
         if msg.topic == SYS_INVALID_NOTICE:
             try:

@@ -294,7 +294,8 @@ async def test_expiry_during_an_outage_then_recovery(mqtt_stack: SimStack, mqtt_
     # the broker's invalid notice 2 or the client's own expiry check, whichever came
     # first in the jump past expiry, made the client re-ask
     reasons = [e.detail["reason"] for e in c.events.of(EventKind.TOKEN_REQUESTED)]
-    assert reasons[1] in ("reapply: invalid notice 2", "reapply: expired in session")
+    reapplies = ("reapply: invalid notice 2", "reapply: expired in session")
+    assert next(r for r in reasons if r.startswith("reapply")) in reapplies
     assert c.counters.reapplies == 1
     assert c.token is not None and c.token.expire_ms > old.expire_ms
     assert c.counters.connects == 2
