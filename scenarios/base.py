@@ -236,7 +236,7 @@ async def run_scenario(
                 ctx.workdir = Path(tmp)
                 async with sampler:
                     await module.run(ctx)
-            report.timeline = sampler.points
+            report.timeline = sorted(sampler.points, key=lambda p: p.t)
             report.marks = sampler.marks
     except Exception as exc:
         # A crash is a bug of the scenario or of the stack: keep the trace in the log.

@@ -159,6 +159,7 @@ async def run(ctx: RunContext) -> None:
         # 3. the storms.
         for k in range(rounds):
             ctx.progress.phase(f"storm {k + 1}/{rounds}: clients back", n)
+            await ctx.timeline.sample()  # the state right before the loss, on the chart
             cpu0, stack_cpu0 = time.process_time(), env.stack_cpu_seconds()
             t0 = time.monotonic()
             pop.arm(t0)
@@ -171,6 +172,7 @@ async def run(ctx: RunContext) -> None:
             all_back = await _wait_back(pop, t0, n, deadline_s, ctx.progress.update)
             cpu1, stack_cpu1 = time.process_time(), env.stack_cpu_seconds()
             ctx.mark("all back" if all_back else "deadline")
+            await ctx.timeline.sample()
             back = dict(pop.back)  # first CONNECTED per client after the loss
             events = pop.events_since(t0)
             firsts: dict[int, float] = {}
