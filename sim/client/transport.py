@@ -110,6 +110,13 @@ class _Client(gmqtt.Client):  # type: ignore[misc]
         """Never reconnect on our own: the SDK decides when, and with which token."""
         return None
 
+    async def _wait_qos_queue_drained(self) -> None:
+        # gmqtt spawns two tasks per connect to wait for replayed QoS packets; a fresh
+        # client has none in flight (we never resume gmqtt's own queue): skip them.
+        if self._persistent_storage.is_empty:
+            return
+        await super()._wait_qos_queue_drained()
+
 
 class Connection:
     """One MQTT session attempt.  Create, :meth:`open`, use, :meth:`close`; when the
@@ -143,6 +150,8 @@ class Connection:
         self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.session_present = False
         self._open = False
+        self._opening: asyncio.Task[Any] | None = None
+        self._lost_before_connack = False
 
     @property
     def is_open(self) -> bool:
@@ -165,36 +174,38 @@ class Connection:
         if username is not None:
             self._client.set_auth_credentials(username, password)
         self._client.on_connect = self._handle_connect
-        attempt = asyncio.ensure_future(
-            self._client.connect(address.host, address.port, keepalive=keepalive, version=MQTTv311)
-        )
+        # No extra task: if the socket closes before the CONNACK, _handle_disconnect
+        # cancels this very task (gmqtt would otherwise wait for the CONNACK forever).
+        self._opening = asyncio.current_task()
         try:
-            done, _ = await asyncio.wait(
-                {attempt, self.lost}, timeout=connect_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            if attempt in done:
-                attempt.result()
-            elif self.lost in done:
-                raise NetworkError(f"connection closed before CONNACK ({self.lost.result()})")
-            else:
-                raise NetworkError(f"no CONNACK within {connect_timeout:g} s")
+            async with asyncio.timeout(connect_timeout):
+                await self._client.connect(
+                    address.host, address.port, keepalive=keepalive, version=MQTTv311
+                )
         except gmqtt.MQTTConnectError as exc:
             await self._abort()
             code = int(getattr(exc, "_code", -1))
             if code in (4, 5):
                 raise NotAuthorized(f"CONNACK {code}: not authorized", return_code=code) from None
             raise ConnackRefused(f"CONNACK {code}", return_code=code) from None
+        except TimeoutError:  # before OSError: TimeoutError is one
+            await self._abort()
+            raise NetworkError(f"no CONNACK within {connect_timeout:g} s") from None
         except OSError as exc:
             await self._abort()
             raise NetworkError(f"{type(exc).__name__}: {exc}") from None
-        except BaseException:
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._lost_before_connack or task is None:
+                await self._abort()
+                raise
+            task.uncancel()
             await self._abort()
-            raise
+            raise NetworkError(f"connection closed before CONNACK ({self.lost.result()})") from None
         finally:
-            if not attempt.done():
-                attempt.cancel()
-                with contextlib.suppress(BaseException):
-                    await attempt
+            self._opening = None
+        if self.lost.done():  # closed right after the CONNACK
+            raise NetworkError(f"connection closed ({self.lost.result()})")
         self._open = True
         return self.session_present
 
@@ -215,6 +226,13 @@ class Connection:
 
     def _handle_disconnect(self, client: Any, packet: Any, exc: Any = None) -> None:
         self._mark_lost("disconnected")
+        # Closed before any CONNACK: wake open(). After a CONNACK (accepted or refused)
+        # gmqtt's connect() returns or raises by itself -- a refusal must stay a refusal.
+        opening = self._opening
+        connack_seen = self._client._connack_received.is_set()
+        if opening is not None and not opening.done() and not connack_seen:
+            self._lost_before_connack = True
+            opening.cancel()
 
     def _mark_lost(self, reason: str) -> None:
         if not self.lost.done():
@@ -278,6 +296,7 @@ class Connection:
         self._open = False
 
     async def _abort(self) -> None:
+        self._opening = None  # closing our own socket must not cancel open() again
         with contextlib.suppress(Exception):
             conn = self._client._connection  # the socket of a failed attempt
             if conn is not None:
