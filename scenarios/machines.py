@@ -44,13 +44,14 @@ from hypothesis.stateful import (
     multiple,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
 from sim.client.errors import NotAuthorized, NotConnected
 from sim.clock import ManualClock
 from sim.protocol import covered_by_any, matches_any
 
-__all__ = ["LoopBridge", "Model", "StackMachine", "TestStack"]
+__all__ = ["DEFAULT_SETTINGS", "LoopBridge", "Model", "StackMachine", "TestStack", "run_machine"]
 
 T = TypeVar("T")
 
@@ -573,17 +574,17 @@ class StackMachine(RuleBasedStateMachine):
                 assert readable, f"{topic!r} delivered to {c.slot} outside {c.token}"
 
 
-StackMachine.TestCase.settings = settings(
-    max_examples=20,
-    stateful_step_count=20,
-    deadline=None,
-    suppress_health_check=[],
-)
+#: What the default test suite runs (a couple of seconds); ``python -m scenarios.machines``
+#: runs more.  (``StackMachine.TestCase.settings`` cannot be assigned: Hypothesis builds a
+#: new TestCase class on every access.)
+DEFAULT_SETTINGS = settings(max_examples=20, stateful_step_count=20, deadline=None)
+LONG_SETTINGS = settings(max_examples=100, stateful_step_count=30, deadline=None)
+
+
+def run_machine(machine_settings: settings = DEFAULT_SETTINGS) -> None:
+    run_state_machine_as_test(StackMachine, settings=machine_settings)
+
 
 if __name__ == "__main__":  # pragma: no cover
-    import unittest
-
-    StackMachine.TestCase.settings = settings(
-        max_examples=100, stateful_step_count=30, deadline=None
-    )
-    unittest.main(module=None, defaultTest="StackMachine.TestCase", argv=["machines"])
+    run_machine(LONG_SETTINGS)
+    print("state machine: no counterexample")

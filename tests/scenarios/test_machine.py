@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
-from scenarios.machines import StackMachine
+from scenarios.machines import DEFAULT_SETTINGS, run_machine
 
-TestStackMachine = StackMachine.TestCase
+
+def test_stack_machine_against_its_model():
+    run_machine(DEFAULT_SETTINGS)
