@@ -56,6 +56,10 @@ def main() -> int:
         f"stack {f.get('stack_cpu_seconds', float('nan')):.2f} s"
     )
     print(
+        f"CPU during a baseline round  clients {f['raw_client_cpu_seconds']:.2f} s, "
+        f"stack {f.get('raw_stack_cpu_seconds', float('nan')):.2f} s"
+    )
+    print(
         f"AppServer requests / AuthServer applies during the storms: "
         f"{f['appserver_requests_during_storm']} / {f['upstream_applies_during_storm']} "
         "(target 0 / 0)"

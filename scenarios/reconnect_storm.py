@@ -22,7 +22,8 @@ Figures: ``clients``, ``rounds``, ``raw_connect_rate`` (median; ``_min``/``_max`
 requests), ``connect_failures``, ``reconnect_attempts``, retry spread
 (``retry_stdev_s``, ``retry_range_s``, ``retry_max_bucket_share``), ``kick_seconds``,
 ``client_cpu_seconds`` and ``stack_cpu_seconds`` (CPU used by each side during a storm:
-the side whose CPU is close to ``reconnect_seconds`` was the bottleneck).
+the side whose CPU is close to ``reconnect_seconds`` was the bottleneck), and
+``raw_client_cpu_seconds`` / ``raw_stack_cpu_seconds`` (the same for one baseline round).
 
 Expectations: every client back within ``1.3 * N / raw_connect_rate`` (+ ``slack_s``,
 default 0); 0 AppServer requests and 0 upstream applies (the persisted tokens are valid);
@@ -111,9 +112,12 @@ async def run(ctx: RunContext) -> None:
     # 1. baseline, first, same broker, same client library; the median of the rounds
     #    (the machine may be shared: one round is one sample of a noisy quantity).
     raws = []
+    raw_cpu: list[float] = []
+    raw_stack_cpu: list[float] = []
     for k in range(rounds):
         ctx.progress.phase(f"baseline {k + 1}/{rounds}: raw connects", n)
         ctx.mark(f"baseline {k + 1}" if rounds > 1 else "baseline")
+        cpu0, stack_cpu0 = time.process_time(), env.stack_cpu_seconds()
         raw = await measure_connect_rate(
             env,
             n,
@@ -124,6 +128,10 @@ async def run(ctx: RunContext) -> None:
         if raw.connects == 0 or raw.rate <= 0:
             raise RuntimeError("the baseline could not connect a single client")
         raws.append(raw)
+        raw_cpu.append(time.process_time() - cpu0)
+        stack_cpu1 = env.stack_cpu_seconds()
+        if stack_cpu0 is not None and stack_cpu1 is not None:
+            raw_stack_cpu.append(stack_cpu1 - stack_cpu0)
     rate = statistics.median(r.rate for r in raws)
     ctx.figure("clients", n)
     ctx.figure("rounds", rounds)
@@ -223,6 +231,11 @@ async def run(ctx: RunContext) -> None:
     stack_cpu = [r.stack_cpu_s for r in done if r.stack_cpu_s is not None]
     if stack_cpu:
         ctx.figure("stack_cpu_seconds", round(statistics.median(stack_cpu), 3))
+    # The same for the baseline (its connects include closing them again): per client,
+    # storm vs baseline CPU says which side's connect path costs what.
+    ctx.figure("raw_client_cpu_seconds", round(statistics.median(raw_cpu), 3))
+    if raw_stack_cpu:
+        ctx.figure("raw_stack_cpu_seconds", round(statistics.median(raw_stack_cpu), 3))
     ctx.report.figures.update(
         latency_figures("connect_latency", [x for r in done for x in r.latencies])
     )
