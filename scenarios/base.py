@@ -23,6 +23,7 @@ import datetime as dt
 import importlib
 import logging
 import random
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -116,6 +117,9 @@ class RunContext:
         self.rng = random.Random(params.seed)
         #: A directory of this run's own (client token stores, ...).
         self.workdir: Path = Path(".")
+        #: Part of every identity the run creates, so that runs against one external
+        #: stack never find each other's accounts and cached tokens.
+        self.run_id = secrets.token_hex(3)
         #: Set by the scenario: how many of its clients are connected right now.
         self.connected: Callable[[], int] = lambda: 0
 

@@ -42,7 +42,9 @@ def embedded_options(params: ScenarioParams) -> EmbeddedOptions:
 async def run(ctx: RunContext) -> None:
     n, env = ctx.clients, ctx.env
     concurrency = int(ctx.option("concurrency", 100))
-    pop = Population(env, n, ctx.workdir / "client-tokens", group="cache", seed=ctx.params.seed)
+    pop = Population(
+        env, n, ctx.workdir / "client-tokens", group=f"cache{ctx.run_id}", seed=ctx.params.seed
+    )
     ctx.connected = pop.connected
     ctx.figure("clients", n)
     skipped: list[str] = []

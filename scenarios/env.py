@@ -365,13 +365,35 @@ async def embedded_environment(
 async def external_environment(
     endpoints: Endpoints, *, clock: Clock | None = None
 ) -> AsyncIterator[Environment]:
-    """Use a stack that is already running (``mqtt-token-sim up`` or separate parts)."""
+    """Use a stack that is already running (``mqtt-token-sim up`` or separate parts).
+
+    Without a ``clock``, the stack's own is followed (``GET /admin/clock``): a stack on a
+    scaled clock gets clients that refresh on the same virtual time."""
     async with aiohttp.ClientSession() as http:
-        env = Environment(endpoints, clock or SystemClock(), http, embedded=False)
         try:
+            async with http.get(f"{endpoints.authserver_url}/admin/clock") as resp:
+                remote = await resp.json(content_type=None) if resp.status == 200 else {}
+            env = Environment(endpoints, clock or _follow(remote), http, embedded=False)
             await env.authserver_metrics()
-        except (aiohttp.ClientError, EnvironmentError_) as exc:
+        except (aiohttp.ClientError, EnvironmentError_, ValueError) as exc:
             raise EnvironmentError_(
                 f"the AuthServer admin API at {endpoints.authserver_url} is not reachable: {exc}"
             ) from exc
         yield env
+
+
+def _follow(remote: Mapping[str, Any]) -> Clock:
+    """A local clock that reads the same virtual time as the stack's (to a few ms)."""
+    import time
+
+    from sim.clock import ScaledClock
+
+    mode, scale, now_ms = remote.get("mode"), remote.get("scale"), remote.get("now_ms")
+    if mode == "scaled" and isinstance(scale, int | float) and isinstance(now_ms, int):
+        return ScaledClock(float(scale), epoch=now_ms / 1000.0, wall0=time.time())
+    if mode == "manual":
+        raise EnvironmentError_(
+            "the stack runs on a manual clock: scenarios need a system or scaled clock "
+            "(POST /admin/clock/advance drives a manual one)"
+        )
+    return SystemClock()

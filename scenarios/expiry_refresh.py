@@ -77,7 +77,12 @@ async def run(ctx: RunContext) -> None:
         )
 
     pop = Population(
-        env, n, ctx.workdir / "client-tokens", group="exp", subscribe=True, seed=ctx.params.seed
+        env,
+        n,
+        ctx.workdir / "client-tokens",
+        group=f"exp{ctx.run_id}",
+        subscribe=True,
+        seed=ctx.params.seed,
     )
     ctx.connected = pop.connected
     acked: list[set[int]] = [set() for _ in range(n)]

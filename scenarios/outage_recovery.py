@@ -88,9 +88,11 @@ async def run(ctx: RunContext) -> None:
     refresh = RefreshPolicy(margin=30.0, min_validity=10.0)
     backoff = Backoff(base=0.5, cap=5.0)
     cached = Population(
-        env, n, ctx.workdir / "cached", group="outc", refresh=refresh, backoff=backoff
+        env, n, ctx.workdir / "cached", group=f"outc{ctx.run_id}", refresh=refresh, backoff=backoff
     )
-    new = Population(env, m, ctx.workdir / "new", group="outn", refresh=refresh, backoff=backoff)
+    new = Population(
+        env, m, ctx.workdir / "new", group=f"outn{ctx.run_id}", refresh=refresh, backoff=backoff
+    )
     ctx.connected = lambda: cached.connected() + new.connected()
     try:
         await cached.create_accounts()
@@ -180,13 +182,13 @@ async def run(ctx: RunContext) -> None:
 async def _probe(ctx: RunContext) -> tuple[int, float]:
     """Ask for a token with an account that never had one: the outage must show as 503."""
     env = ctx.env
-    cid, secret = "GID_outp@@@probe", "probe-secret"
+    cid, secret = f"GID_outp{ctx.run_id}@@@probe", "probe-secret"
     await env.create_accounts(
         [
             {
                 "client_id": cid,
                 "secret": secret,
-                "grants": [{"resources": ["outp/probe/+"], "actions": "R,W"}],
+                "grants": [{"resources": [f"outp{ctx.run_id}/probe/+"], "actions": "R,W"}],
                 "enabled": True,
             }
         ]
@@ -194,7 +196,7 @@ async def _probe(ctx: RunContext) -> tuple[int, float]:
     auth = base64.b64encode(f"{cid}:{secret}".encode()).decode()
     async with env.http.post(
         f"{env.endpoints.appserver_url}/v1/tokens",
-        json={"resources": ["outp/probe/+"], "actions": "R,W"},
+        json={"resources": [f"outp{ctx.run_id}/probe/+"], "actions": "R,W"},
         headers={"Authorization": f"Basic {auth}"},
     ) as resp:
         await resp.read()

@@ -47,7 +47,7 @@ from sim.client.policy import Backoff
 
 from .base import RunContext, ScenarioParams
 from .connect_rate import measure_connect_rate
-from .env import UNTHROTTLED, EmbeddedOptions
+from .env import UNTHROTTLED, EmbeddedOptions, Unsupported
 from .population import Population
 from .report import Expectation, latency_figures, spread_figures
 
@@ -108,6 +108,12 @@ async def run(ctx: RunContext) -> None:
     rounds = int(ctx.option("rounds", 3))
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
+    if not env.embedded:
+        # Fail before the baseline, not after minutes of setup.
+        raise Unsupported(
+            "the storm needs the embedded stack (the broker must drop every client at once); "
+            "run without --authserver/--appserver/--broker"
+        )
 
     # 1. baseline, first, same broker, same client library; the median of the rounds
     #    (the machine may be shared: one round is one sample of a noisy quantity).
@@ -147,7 +153,7 @@ async def run(ctx: RunContext) -> None:
         env,
         n,
         ctx.workdir / "client-tokens",
-        group="storm",
+        group=f"storm{ctx.run_id}",
         backoff=Backoff(base=window, cap=max(window * 8, 5.0)),
         subscribe=bool(ctx.option("subscribe", False)),
         seed=ctx.params.seed,

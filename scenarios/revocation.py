@@ -44,7 +44,9 @@ async def run(ctx: RunContext) -> None:
     if not 1 <= k <= n:
         raise ValueError(f"revoke must be within 1..{n}")
     limit_s = float(ctx.option("limit_s", 1.0))
-    pop = Population(env, n, ctx.workdir / "client-tokens", group="rev", seed=ctx.params.seed)
+    pop = Population(
+        env, n, ctx.workdir / "client-tokens", group=f"rev{ctx.run_id}", seed=ctx.params.seed
+    )
     ctx.connected = pop.connected
     victims = sorted(ctx.rng.sample(range(n), k))
     try:
@@ -93,7 +95,7 @@ async def run(ctx: RunContext) -> None:
             tok = old[i]
             if tok is None:
                 continue
-            conn = Connection(f"GID_rev@@@old{i}", on_message=lambda _m: None)
+            conn = Connection(f"GID_rev{ctx.run_id}@@@old{i}", on_message=lambda _m: None)
             try:
                 await conn.open(address, username=tok.username, password=tok.password)
             except NotAuthorized:
