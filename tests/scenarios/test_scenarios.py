@@ -128,6 +128,18 @@ async def test_scenario_on_external_endpoints():
         report = await run_scenario(
             "cache-reuse", ScenarioParams(clients=5), endpoints=env.endpoints
         )
+        again = await run_scenario(
+            "cache-reuse", ScenarioParams(clients=5), endpoints=env.endpoints
+        )
+        storm = await run_scenario(
+            "reconnect-storm", ScenarioParams(clients=5), endpoints=env.endpoints
+        )
+    # A second run against the same stack starts afresh (its own identities).
+    _ok(again)
+    assert again.figures["first_start_upstream_applies"] == 5
+    # The storm needs the broker's mass kick: it says so before measuring anything.
+    assert storm.error is not None and "embedded stack" in storm.error
+    assert "raw_connect_rate" not in storm.figures
     _ok(report)
     assert report.params["stack"] == "external"
     assert "appserver_restart_upstream_applies" not in report.figures
