@@ -53,9 +53,13 @@ async def test_reconnect_storm_small():
 async def test_reconnect_storm_by_broker_restart():
     report = await run_scenario(
         "reconnect-storm",
-        ScenarioParams(clients=10, options={"method": "restart", "slack_s": "2", "rounds": "1"}),
+        ScenarioParams(
+            clients=10,
+            options={"method": "restart", "slack_s": "2", "rounds": "1", "stack_process": "0"},
+        ),
     )
     _ok(report)
+    assert report.params["stack"] == "embedded"  # in-process: the other lever path
     assert report.figures["upstream_applies_during_storm"] == 0
 
 
