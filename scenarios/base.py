@@ -47,6 +47,7 @@ from .report import ScenarioReport
 from .timeline import TimelineSampler
 
 __all__ = [
+    "DESCRIPTIONS",
     "SCENARIOS",
     "RunContext",
     "ScenarioParams",
@@ -63,6 +64,16 @@ SCENARIOS: dict[str, str] = {
     "outage-recovery": "scenarios.outage_recovery",
     "expiry-refresh": "scenarios.expiry_refresh",
     "revocation": "scenarios.revocation",
+}
+
+
+#: One line each, for ``--help`` (kept here so that help does not import the SDK).
+DESCRIPTIONS: dict[str, str] = {
+    "reconnect-storm": "N clients lose the broker at once and come back (raw baseline first)",
+    "cache-reuse": "client and AppServer restarts reuse persisted and cached tokens",
+    "outage-recovery": "AuthServer down: cached clients unaffected, 503s, bounded drain",
+    "expiry-refresh": "short TTLs on a scaled clock: refresh in session or by reconnect",
+    "revocation": "revoked clients disconnected within 1 s, old tokens refused",
 }
 
 

@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .base import SCENARIOS, ScenarioParams, run_scenario
+from .base import DESCRIPTIONS, SCENARIOS, ScenarioParams, run_scenario
 from .env import Endpoints
 from .progress import NullProgress, Progress
 from .report import render_html, render_summary
@@ -24,6 +24,13 @@ EXIT_PASSED, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "scenarios:\n"
+        + "\n".join(f"  {name:<16} {DESCRIPTIONS[name]}" for name in sorted(SCENARIOS))
+        + "\n\nexit status: 0 passed, 1 an expectation failed, 2 could not run"
+        + "\nschema of --report and every option of --set: docs/scenarios.md"
+    )
     parser.add_argument("scenario", choices=sorted(SCENARIOS), help="which scenario to run")
     parser.add_argument(
         "--clients", type=int, default=None, help="number of clients (default: per scenario)"

@@ -76,3 +76,15 @@ def test_unreachable_endpoints_exit_two_with_a_report(tmp_path):
     assert proc.returncode == 2
     doc = json.loads(out.read_text())
     assert doc["passed"] is False and "not reachable" in doc["error"]
+
+
+def test_registry_is_consistent():
+    from scenarios.base import DESCRIPTIONS, SCENARIOS, load_scenario
+
+    assert set(DESCRIPTIONS) == set(SCENARIOS)
+    for name in SCENARIOS:
+        module = load_scenario(name)
+        assert module.NAME == name
+        assert module.CLOCK in ("system", "scaled", "manual")
+        assert module.DEFAULT_CLIENTS >= 1
+        assert callable(module.run) and callable(module.embedded_options)
