@@ -84,7 +84,7 @@ def test_registry_is_consistent():
     assert set(DESCRIPTIONS) == set(SCENARIOS)
     for name in SCENARIOS:
         module = load_scenario(name)
-        assert module.NAME == name
+        assert name == module.NAME
         assert module.CLOCK in ("system", "scaled", "manual")
         assert module.DEFAULT_CLIENTS >= 1
         assert callable(module.run) and callable(module.embedded_options)
