@@ -1,11 +1,16 @@
 """Reconnect storm vs the raw connect rate of the same broker, measured in the same run.
 
-    python bench/reconnect_storm.py --clients 2000 [--rounds 3] [--inline]
+    python bench/reconnect_storm.py --clients 2000 [--rounds 3] [--inline] [--floor]
 
 Runs the ``reconnect-storm`` scenario (stack in a child process unless ``--inline``) and
 prints the ratio ``reconnect_seconds / (N / raw_connect_rate)`` -- the issue's target is
 <= 1.3 -- with the baseline, the storm, the CPU each side used and the request counts
 (target 0 AppServer requests and 0 AuthServer applies).  Medians of ``--rounds``.
+
+``--floor`` then runs the same storm with bare transport connections instead of SDK
+clients (open, wait for the loss, sleep the same jitter, open again: no token logic, no
+events, no backoff bookkeeping) against a fresh child stack, with its own baseline: the
+ratio the SDK could reach at best with this client library on this machine.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--inline", action="store_true", help="stack in this process")
+    parser.add_argument("--floor", action="store_true", help="also the bare-transport storm")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     for name in ("amqtt", "transitions", "gmqtt", "sim.client.gmqtt"):
@@ -64,7 +70,72 @@ def main() -> int:
         f"{f['appserver_requests_during_storm']} / {f['upstream_applies_during_storm']} "
         "(target 0 / 0)"
     )
+    if args.floor:
+        asyncio.run(_floor(args.clients))
     return 0 if report.passed else 1
+
+
+async def _floor(n: int) -> None:
+    import random
+    import statistics
+    import time
+
+    from scenarios.connect_rate import fetch_token, measure_connect_rate
+    from scenarios.env import UNTHROTTLED, EmbeddedOptions
+    from scenarios.stack_proc import subprocess_environment
+    from sim.client.transport import Connection, parse_broker_url
+
+    async with subprocess_environment(EmbeddedOptions(appserver_overrides=UNTHROTTLED)) as env:
+        rates = [
+            (await measure_connect_rate(env, n, client_prefix=f"GID_floor@@@r{k}-")).rate
+            for k in range(3)
+        ]
+        rate = statistics.median(rates)
+        window = 0.8 * n / rate
+        tok = await fetch_token(env, "GID_rawrate@@@owner", "raw-rate-secret", ["rawrate/#"])
+        address = parse_broker_url(env.endpoints.broker_url)
+        rng = random.Random(0)
+        back: dict[int, float] = {}
+        armed = [0.0]
+        up = asyncio.Event()
+        first = [0]
+        all_first = asyncio.Event()
+
+        async def device(i: int) -> None:
+            while True:
+                conn = Connection(f"GID_floor@@@c{i}", on_message=lambda _m: None)
+                await conn.open(address, username=tok["username"], password=tok["password"])
+                if not armed[0]:
+                    first[0] += 1
+                    if first[0] == n:
+                        all_first.set()
+                else:
+                    back.setdefault(i, time.monotonic())
+                    if len(back) == n:
+                        up.set()
+                await conn.lost
+                await asyncio.sleep(rng.uniform(0.0, window))
+
+        tasks = [asyncio.ensure_future(device(i)) for i in range(n)]
+        try:
+            await asyncio.wait_for(all_first.wait(), 60)
+            times = []
+            for _ in range(3):
+                back.clear()
+                up.clear()
+                armed[0] = time.monotonic()
+                await env.kick_all()
+                await asyncio.wait_for(up.wait(), 60)
+                times.append(max(back.values()) - armed[0])
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    storm = statistics.median(times)
+    print(
+        f"floor (bare transport, no SDK): baseline {rate:.0f}/s -> N / rate {n / rate:.3f} s; "
+        f"all back after {storm:.3f} s; ratio {storm / (n / rate):.2f}"
+    )
 
 
 if __name__ == "__main__":
