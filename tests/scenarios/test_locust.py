@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import socket
 import sys
 from pathlib import Path
 
@@ -13,12 +14,22 @@ from scenarios.env import EmbeddedOptions, embedded_environment
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "scenarios" / "locustfile.py"
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 async def test_locust_distributed_smoke(tmp_path):
+    # The master binds '*:5557' unless told otherwise: loopback only, and a free port so
+    # that two runs on one machine do not collide.
+    port = str(_free_port())
     async with embedded_environment(EmbeddedOptions()) as env:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "locust",
             "-f", str(LOCUSTFILE),
             "--headless", "--processes", "2",
+            "--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--master-port", port,
             "-u", "6", "-r", "6", "--run-time", "4s", "--stop-timeout", "5",
             "--host", env.endpoints.appserver_url,
             "--broker", env.endpoints.broker_url,
