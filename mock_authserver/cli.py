@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from sim.clock import ClockSpec
+from sim.clock import add_clock_arguments, clock_spec_from_args
 
 from .config import DEFAULT_PORT, AuthServerConfig, load_accounts_file
 
@@ -33,30 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory of the SQLite store: accounts, signing key, issued and revoked"
         " tokens (default ./data)",
     )
-    parser.add_argument(
-        "--time-scale",
-        type=float,
-        default=None,
-        metavar="S",
-        help="run a scaled clock: S virtual seconds per real second",
-    )
-    parser.add_argument(
-        "--clock",
-        choices=["system", "manual"],
-        default="system",
-        help="'manual': time moves only by POST /admin/clock/advance",
-    )
-    parser.add_argument(
-        "--clock-epoch",
-        type=float,
-        default=None,
-        help="virtual start time, Unix seconds (scaled/manual; processes of one stack agree)",
-    )
-    parser.add_argument(
-        "--clock-wall0",
-        type=float,
-        default=None,
-        help="real Unix time at which virtual time was --clock-epoch (scaled clock)",
+    add_clock_arguments(
+        parser, manual_help="'manual': time moves only by POST /admin/clock/advance"
     )
     parser.add_argument(
         "--accounts",
@@ -80,16 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> AuthServerConfig:
-    if args.clock == "manual":
-        if args.time_scale is not None:
-            raise ValueError("--time-scale and --clock manual exclude each other")
-        spec = ClockSpec(mode="manual", epoch=args.clock_epoch)
-    elif args.time_scale is not None:
-        spec = ClockSpec(
-            mode="scaled", scale=args.time_scale, epoch=args.clock_epoch, wall0=args.clock_wall0
-        )
-    else:
-        spec = ClockSpec()
+    spec = clock_spec_from_args(args)
     accounts = load_accounts_file(args.accounts) if args.accounts else ()
     return AuthServerConfig(
         host=args.host,

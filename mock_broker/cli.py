@@ -13,7 +13,13 @@ from pathlib import Path
 import aiohttp
 from amqtt.errors import BrokerError
 
-from sim.clock import ClockSpec, ManualClock, clock_from_spec
+from sim.clock import (
+    ClockSpec,
+    ManualClock,
+    add_clock_arguments,
+    clock_from_spec,
+    clock_spec_from_args,
+)
 
 from .config import BrokerConfig, parse_bool
 from .errors import MockBrokerError
@@ -66,36 +72,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--connect-timeout", type=float, default=10.0, help="seconds to wait for CONNECT"
     )
-    parser.add_argument(
-        "--time-scale",
-        type=float,
-        default=None,
-        metavar="S",
-        help="scaled clock, as the AuthServer's",
-    )
-    parser.add_argument(
-        "--clock",
-        choices=["system", "manual"],
-        default="system",
-        help="'manual': follow the AuthServer's manual clock (polls GET /admin/clock)",
-    )
-    parser.add_argument("--clock-epoch", type=float, default=None, help="virtual start, Unix s")
-    parser.add_argument(
-        "--clock-wall0", type=float, default=None, help="real Unix time of --clock-epoch (scaled)"
+    add_clock_arguments(
+        parser,
+        manual_help="'manual': follow the AuthServer's manual clock (polls GET /admin/clock)",
     )
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[BrokerConfig, ClockSpec]:
-    if args.clock == "manual":
-        if args.time_scale is not None:
-            raise MockBrokerError("--time-scale and --clock manual exclude each other")
-        spec = ClockSpec(mode="manual", epoch=args.clock_epoch)
-    elif args.time_scale is not None:
-        spec = ClockSpec(
-            mode="scaled", scale=args.time_scale, epoch=args.clock_epoch, wall0=args.clock_wall0
-        )
-    else:
-        spec = ClockSpec()
+    try:
+        spec = clock_spec_from_args(args)
+    except ValueError as exc:
+        raise MockBrokerError(str(exc)) from None
     tls_port = args.tls_port
     if tls_port is None and args.tls_cert is not None:
         tls_port = 8883

@@ -15,6 +15,7 @@ real clocks map them onto the running asyncio loop, the manual clock keeps its o
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import heapq
 import itertools
@@ -31,7 +32,9 @@ __all__ = [
     "ScaledClock",
     "SystemClock",
     "TimerHandle",
+    "add_clock_arguments",
     "clock_from_spec",
+    "clock_spec_from_args",
 ]
 
 ClockMode = Literal["system", "scaled", "manual"]
@@ -243,3 +246,47 @@ def clock_from_spec(spec: ClockSpec) -> Clock:
     if spec.mode == "scaled" or spec.scale != 1.0:
         return ScaledClock(spec.scale, epoch=spec.epoch, wall0=spec.wall0)
     return SystemClock()
+
+
+def add_clock_arguments(parser: argparse.ArgumentParser, *, manual_help: str | None) -> None:
+    """The clock flags every command shares; ``manual_help=None`` offers no manual clock
+    (a part with no way to be advanced)."""
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        metavar="S",
+        help="scaled clock: S virtual seconds per real second (60: a 30-minute token lives 30 s)",
+    )
+    if manual_help is not None:
+        parser.add_argument(
+            "--clock", choices=["system", "manual"], default="system", help=manual_help
+        )
+    parser.add_argument(
+        "--clock-epoch",
+        type=float,
+        default=None,
+        metavar="UNIX_S",
+        help="virtual start time (scaled/manual); the processes of one stack get the same",
+    )
+    parser.add_argument(
+        "--clock-wall0",
+        type=float,
+        default=None,
+        metavar="UNIX_S",
+        help="real time at which virtual time was --clock-epoch (scaled clock)",
+    )
+
+
+def clock_spec_from_args(args: argparse.Namespace) -> ClockSpec:
+    """Parse :func:`add_clock_arguments`' flags; :class:`ValueError` says what is wrong."""
+    scale = args.time_scale
+    if getattr(args, "clock", "system") == "manual":
+        if scale is not None:
+            raise ValueError("--time-scale and --clock manual exclude each other")
+        return ClockSpec(mode="manual", epoch=args.clock_epoch)
+    if scale is not None:
+        return ClockSpec(mode="scaled", scale=scale, epoch=args.clock_epoch, wall0=args.clock_wall0)
+    if args.clock_epoch is not None or args.clock_wall0 is not None:
+        raise ValueError("--clock-epoch and --clock-wall0 need --time-scale or --clock manual")
+    return ClockSpec()

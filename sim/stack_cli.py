@@ -12,6 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
+from sim.clock import add_clock_arguments, clock_spec_from_args
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -23,17 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--authserver-port", type=int, default=18080)
     parser.add_argument("--broker-port", type=int, default=1883)
     parser.add_argument("--appserver-port", type=int, default=18081)
-    parser.add_argument(
-        "--time-scale",
-        type=float,
-        default=1.0,
-        help="virtual seconds per real second (60: a 30-minute token lives 30 s)",
-    )
-    parser.add_argument(
-        "--clock",
-        choices=["system", "manual"],
-        default="system",
-        help="manual: time moves only on POST /admin/clock/advance (AuthServer), for all parts",
+    add_clock_arguments(
+        parser,
+        manual_help="manual: time moves only on POST /admin/clock/advance (AuthServer), all parts",
     )
     parser.add_argument(
         "--authserver", metavar="URL", help="use this AuthServer instead of starting one"
@@ -62,21 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> object:
-    from sim.clock import ClockSpec
     from sim.stack import StackConfig
 
-    if args.clock == "manual" and args.time_scale != 1.0:
-        raise ValueError("--clock manual and --time-scale exclude each other")
-    mode = "scaled" if args.time_scale != 1.0 else "system"
-    if args.clock == "manual":
-        mode = "manual"
     return StackConfig(
         host=args.host,
         data_dir=args.data_dir,
         authserver_port=args.authserver_port,
         broker_port=args.broker_port,
         appserver_port=args.appserver_port,
-        clock=ClockSpec(mode=mode, scale=args.time_scale),  # type: ignore[arg-type]
+        clock=clock_spec_from_args(args),
         authserver_url=args.authserver,
         broker_url=args.broker,
         token_ttl_s=args.token_ttl,

@@ -9,7 +9,7 @@ import os
 import signal
 from pathlib import Path
 
-from sim.clock import ClockSpec, clock_from_spec
+from sim.clock import ClockSpec, add_clock_arguments, clock_from_spec, clock_spec_from_args
 
 from .config import AppServerConfig
 from .errors import AppServerError
@@ -55,9 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--password-hash-cost", type=int, default=d.password_hash_cost, help="scrypt log2 N"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the jitter")
-    parser.add_argument("--time-scale", type=float, default=1.0, help="scaled clock factor")
-    parser.add_argument("--time-epoch", type=float, default=None, help="virtual start (s)")
-    parser.add_argument("--time-wall0", type=float, default=None, help="real time of epoch (s)")
+    add_clock_arguments(parser, manual_help=None)
 
 
 def config_from_args(args: argparse.Namespace) -> AppServerConfig:
@@ -100,12 +98,7 @@ async def _serve(config: AppServerConfig, spec: ClockSpec) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
-        spec = ClockSpec(
-            mode="scaled" if args.time_scale != 1.0 else "system",
-            scale=args.time_scale,
-            epoch=args.time_epoch,
-            wall0=args.time_wall0,
-        )
+        spec = clock_spec_from_args(args)
     except (AppServerError, ValueError) as exc:
         log.error("invalid configuration: %s", exc)
         return 2

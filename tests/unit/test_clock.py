@@ -66,3 +66,33 @@ def test_clock_spec():
         ClockSpec(mode="bogus")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         ClockSpec(scale=0)
+
+
+def test_clock_flags_parse_into_one_spec():
+    import argparse
+
+    from sim.clock import add_clock_arguments, clock_spec_from_args
+
+    parser = argparse.ArgumentParser()
+    add_clock_arguments(parser, manual_help="manual")
+
+    def spec(*argv):
+        return clock_spec_from_args(parser.parse_args(argv))
+
+    assert spec() == ClockSpec()
+    assert spec("--clock", "manual", "--clock-epoch", "5") == ClockSpec(mode="manual", epoch=5.0)
+    assert spec("--time-scale", "60", "--clock-epoch", "1", "--clock-wall0", "2") == ClockSpec(
+        mode="scaled", scale=60.0, epoch=1.0, wall0=2.0
+    )
+    for bad in (
+        ("--clock", "manual", "--time-scale", "2"),
+        ("--time-scale", "0"),
+        ("--clock-epoch", "5"),
+    ):
+        with pytest.raises(ValueError):
+            spec(*bad)
+
+    no_manual = argparse.ArgumentParser()
+    add_clock_arguments(no_manual, manual_help=None)
+    with pytest.raises(SystemExit):
+        no_manual.parse_args(["--clock", "manual"])
