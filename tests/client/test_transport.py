@@ -65,14 +65,19 @@ async def test_bad_token_is_not_authorized_not_a_network_error(mqtt_stack: SimSt
 
 
 async def test_cancelling_open_from_outside_still_cancels() -> None:
+    got_connect = asyncio.Event()
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)  # the CONNECT has begun to arrive: the open waits for a CONNACK
+        got_connect.set()
         await reader.read()
 
     server, address = await _server(silent)
     async with server:
         conn = Connection("GID_a@@@b", on_message=lambda _m: None)
         task = asyncio.ensure_future(conn.open(address, username=None, password=None))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(got_connect.wait(), 5)
+        assert not task.done()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
