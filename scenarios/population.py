@@ -55,6 +55,8 @@ class Population:
     subscribe: bool = False
     keepalive: int = 60
     seed: int = 0
+    #: the SDK's "a session that held" threshold (``ClientConfig.stable_session_s``)
+    stable_session_s: float = 10.0
     #: one shared HTTP session towards the AppServer (as one process of devices would)
     http: aiohttp.ClientSession | None = None
     clients: list[TokenClient] = field(default_factory=list)
@@ -90,6 +92,7 @@ class Population:
             keepalive=self.keepalive,
             subscriptions=((self.topic(i, "+"), 1),) if self.subscribe else (),
             seed=self.seed,
+            stable_session_s=self.stable_session_s,
         )
 
     async def create_accounts(self) -> None:

@@ -113,6 +113,9 @@ class ClientConfig:
     ack_timeout: float = 10.0
     #: seed of this client's jitter; None = unpredictable (still per client)
     seed: int | str | None = None
+    #: clock seconds a session must last for the next loss to back off from the first
+    #: step again (shorter sessions count as flapping: each loss backs off further)
+    stable_session_s: float = STABLE_SESSION_S
 
     def __post_init__(self) -> None:
         validate_client_id(self.client_id)
@@ -131,6 +134,8 @@ class ClientConfig:
                 raise ValueError("subscriptions use QoS 0 or 1")
         if not 0 < self.keepalive <= 65535:
             raise ValueError("keepalive must be 1..65535 seconds")
+        if not self.stable_session_s >= 0:
+            raise ValueError("stable_session_s must be >= 0")
 
     @property
     def account_id(self) -> str:
@@ -344,7 +349,7 @@ class TokenClient:
                     continue
                 started = self.clock.now()
                 planned = await self._serve(conn)
-                if self.clock.now() - started >= STABLE_SESSION_S:
+                if self.clock.now() - started >= self.config.stable_session_s:
                     attempt = 0  # a session that held: the next loss starts afresh
                 if not planned and not self._closing:
                     # A session that keeps dropping right after CONNACK backs off further

@@ -315,3 +315,33 @@ async def test_a_flapping_session_backs_off_further_each_time(
     await c.publish("other/topic", b"x", qos=0)
     await mqtt_stack.eventually(lambda: c.counters.connects == 5, advance=0.5)
     assert c.events.of(EventKind.BACKOFF)[-1].detail["attempt"] == 0
+
+
+async def test_the_stable_session_time_is_the_configs(mqtt_stack: SimStack, mqtt_client_factory):
+    # 3 s of session is flapping by the default 10 s, stable by a 2 s setting.
+    quick = await mqtt_client_factory("GID_t@@@stable2", resources=("t/#",), stable_session_s=2.0)
+    slow = await mqtt_client_factory("GID_t@@@stable10", resources=("t/#",))
+    for round_ in range(2):
+        await mqtt_stack.advance(3)  # each session holds 3 s, then is kicked (notice 4)
+        for c in (quick, slow):
+            await c.publish("other/topic", b"x", qos=0)
+        await mqtt_stack.eventually(
+            lambda r=round_: all(c.counters.connects == r + 2 for c in (quick, slow)),
+            advance=0.5,
+        )
+    assert [e.detail["attempt"] for e in quick.events.of(EventKind.BACKOFF)] == [0, 0]
+    assert [e.detail["attempt"] for e in slow.events.of(EventKind.BACKOFF)] == [0, 1]
+
+
+def test_a_negative_stable_session_time_is_refused() -> None:
+    from sim.client import ClientConfig
+
+    with pytest.raises(ValueError, match="stable_session_s"):
+        ClientConfig(
+            client_id="GID_t@@@x",
+            secret="s",
+            appserver_url="http://127.0.0.1:1",
+            broker_url="mqtt://127.0.0.1:1",
+            resources=("t/#",),
+            stable_session_s=-1,
+        )
