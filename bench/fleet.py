@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sim.limits import raise_nofile_limit
+
 
 def _rss_kb() -> int:
     with open("/proc/self/status") as fh:
@@ -130,8 +132,7 @@ def _figures(n: int, t0: float, rss0: int, cpu0: float) -> dict[str, float]:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_nofile_limit()
     # Import the libraries before the baseline RSS so that code is not counted per client.
     import aiohttp  # noqa: F401
     import faker  # noqa: F401

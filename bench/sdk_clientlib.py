@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from sim.limits import raise_nofile_limit
+
 LIBS = ("raw", "gmqtt", "aiomqtt")
 
 
@@ -38,11 +40,6 @@ def _rss_kb() -> int:
 def _cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
-
-
-def _raise_nofile() -> None:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _connect_packet(client_id: str, keepalive: int) -> bytes:
@@ -93,7 +90,7 @@ async def _close_aiomqtt(c: object) -> None:
 
 
 async def _worker(lib: str, port: int, n: int, idle: float, concurrency: int) -> dict[str, float]:
-    _raise_nofile()
+    raise_nofile_limit()
     opener = {"raw": _open_raw, "gmqtt": _open_gmqtt, "aiomqtt": _open_aiomqtt}[lib]
     closer = {"raw": _close_raw, "gmqtt": _close_gmqtt, "aiomqtt": _close_aiomqtt}[lib]
     # Import the library before the baseline so that its code is not counted per connection.

@@ -20,6 +20,7 @@ from sim.clock import (
     clock_from_spec,
     clock_spec_from_args,
 )
+from sim.limits import raise_nofile_limit
 
 from .config import BrokerConfig, parse_bool
 from .errors import MockBrokerError
@@ -163,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     except (MockBrokerError, ValueError) as exc:
         print(f"mqtt-token-sim broker: {exc}", file=sys.stderr)
         return 2
+    raise_nofile_limit()  # one descriptor per MQTT connection
     try:
         asyncio.run(_serve(config, spec))
     except OSError as exc:  # e.g. the port is taken

@@ -33,6 +33,7 @@ from types import ModuleType
 from typing import Any
 
 from sim.clock import Clock, ManualClock, ScaledClock, SystemClock
+from sim.limits import raise_nofile_limit
 
 from .env import (
     EmbeddedOptions,
@@ -152,18 +153,6 @@ def load_scenario(name: str) -> ModuleType:
             f"unknown scenario {name!r}; known: {', '.join(sorted(SCENARIOS))}"
         ) from None
     return importlib.import_module(module_name)
-
-
-def raise_nofile_limit(wanted: int) -> None:
-    """Thousands of clients need thousands of descriptors: lift the soft limit towards
-    the hard one (many systems default the soft limit to 1024)."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard == resource.RLIM_INFINITY else min(hard, max(soft, wanted))
-    if soft != resource.RLIM_INFINITY and soft < target:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _scale_for(module: ModuleType, params: ScenarioParams) -> float:

@@ -198,7 +198,7 @@ def main(argv: list[str]) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from .base import raise_nofile_limit
+    from sim.limits import raise_nofile_limit
 
     raise_nofile_limit(1 << 20)  # the broker holds one socket per client
     options = _options_from_json(argv[0])

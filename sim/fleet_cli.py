@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sim.limits import raise_nofile_limit
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -63,12 +65,6 @@ def _rss_mb() -> float:
 def _cpu_s() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
-
-
-def _raise_fd_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _percentile(values: list[float], p: float) -> float:
@@ -189,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mqtt-token-sim fleet: {exc}", file=sys.stderr)
         return 2
-    _raise_fd_limit(args.clients + 256)
+    raise_nofile_limit(args.clients + 256)
     return asyncio.run(_run(config, args))
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from sim.clock import add_clock_arguments, clock_spec_from_args
+from sim.limits import raise_nofile_limit
 
 __all__ = ["add_arguments", "run"]
 
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mqtt-token-sim up: {exc}", file=sys.stderr)
         return 2
+    raise_nofile_limit()  # one descriptor per MQTT connection
     try:
         return asyncio.run(_serve(config))
     except OSError as exc:

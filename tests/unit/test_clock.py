@@ -96,3 +96,22 @@ def test_clock_flags_parse_into_one_spec():
     add_clock_arguments(no_manual, manual_help=None)
     with pytest.raises(SystemExit):
         no_manual.parse_args(["--clock", "manual"])
+
+
+def test_raise_nofile_limit_lifts_the_soft_limit_within_the_hard_one():
+    import resource
+
+    from sim.limits import raise_nofile_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 600:
+        pytest.skip("hard limit too low to test")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        assert raise_nofile_limit(512) == 512
+        assert raise_nofile_limit(300) == 512  # never down
+        if hard != resource.RLIM_INFINITY:
+            assert raise_nofile_limit(hard + 10) == hard
+            assert raise_nofile_limit() == hard
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
