@@ -111,7 +111,7 @@ class Population:
     def _listener(self, i: int) -> Callable[[ClientEvent], None]:
         def on_event(ev: ClientEvent) -> None:
             now = time.monotonic()
-            self.events.append(StampedEvent(i, ev.kind, now, dict(ev.detail)))
+            self.events.append(StampedEvent(i, ev.kind, now, ev.detail))  # detail: per event
             if ev.kind == EventKind.CONNECTED and self._armed is not None and i not in self.back:
                 self.back[i] = now
                 if len(self.back) >= self.n and self._all_back is not None:

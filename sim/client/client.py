@@ -469,7 +469,8 @@ class TokenClient:
             self.state = "connected"
             self._connected.set()
             self._ready.set()
-            self._scheduled_for = None
+            # REFRESH_SCHEDULED says when the plan changes: a new session with the same
+            # token keeps the same plan (a reconnect storm: no event per client).
             self._arm_refresh(conn)
             reason = await conn.lost
         except NotConnected:

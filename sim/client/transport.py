@@ -105,7 +105,20 @@ class _AckStorage(PersistentStorage):  # type: ignore[misc]
         self.waiters.clear()
 
 
+def _no_reconnect(delay: bool = False) -> asyncio.Future[None]:
+    """gmqtt's reconnect callback, as an already-resolved future: gmqtt wraps what it
+    returns in ``ensure_future`` at every loss, and a coroutine there would cost a Task
+    per lost connection (a mass kick: 2,000 tasks) only to do nothing."""
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut
+
+
 class _Client(gmqtt.Client):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._package_handler._reconnect_callback = _no_reconnect
+
     async def reconnect(self, delay: bool = False) -> None:
         """Never reconnect on our own: the SDK decides when, and with which token."""
         return None
@@ -237,6 +250,8 @@ class Connection:
     def _mark_lost(self, reason: str) -> None:
         if not self.lost.done():
             self.lost.set_result(reason)
+        if not self._storage.waiters and not self._suback:
+            return  # nothing in flight (the common case: a storm's 2,000 losses)
         err = NotConnected(f"connection lost ({reason})")
         self._storage.fail_all(err)
         for fut in self._suback.values():
