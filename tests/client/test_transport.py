@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -81,3 +82,36 @@ async def test_cancelling_open_from_outside_still_cancels() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_lost_connection_spawns_no_gmqtt_reconnect_task() -> None:
+    # A mass kick loses thousands of connections at once: gmqtt would wrap a (no-op)
+    # reconnect coroutine in a Task for each; the SDK hands it a resolved future instead.
+    drop = asyncio.Event()
+
+    async def accept_then_drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)  # the CONNECT
+        writer.write(b"\x20\x02\x00\x00")  # CONNACK, accepted
+        await drop.wait()
+        writer.close()
+
+    server, address = await _server(accept_then_drop)
+    loop = asyncio.get_running_loop()
+    created: list[str] = []
+
+    def factory(loop_: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+        created.append(getattr(coro, "__qualname__", repr(coro)))
+        return asyncio.Task(coro, loop=loop_, **kw)
+
+    async with server:
+        conn = Connection("GID_a@@@b", on_message=lambda _m: None)
+        await conn.open(address, username=None, password=None)
+        loop.set_task_factory(factory)
+        try:
+            drop.set()
+            assert await asyncio.wait_for(conn.lost, 5) == "disconnected"
+            for _ in range(3):
+                await asyncio.sleep(0)  # what the loss scheduled has run
+        finally:
+            loop.set_task_factory(None)
+    assert not [name for name in created if "reconnect" in name], created
