@@ -192,8 +192,8 @@ async def run(ctx: RunContext) -> None:
             # N simulated devices share this process's heap (real devices do not): move
             # the live fleet out of the cyclic collector's way before the storm, or its
             # full collections scan every client object at every generation-2 pass
-            # (0.3-0.5 s of this process's CPU per storm, measured).  The same for the
-            # stack process in its kick handler.  Undone at teardown.
+            # (0.3-0.5 s of this process's CPU per storm, measured).  Only here: the
+            # stack is the system under test and is measured as it is.  Undone at teardown.
             gc.freeze()
             cpu0, stack_cpu0 = time.process_time(), env.stack_cpu_seconds()
             t0 = time.monotonic()

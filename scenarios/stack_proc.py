@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import signal
@@ -151,11 +150,6 @@ async def _child(options: EmbeddedOptions, clock: Clock) -> None:
     async with embedded_environment(options, clock=clock) as env:
 
         async def kick(_r: web.Request) -> web.Response:
-            # The sessions dropped now are long-lived objects: out of the cyclic
-            # collector's way (gc.freeze is O(1)), or its full passes scan every one of
-            # them while the broker accepts the reconnects (2 x ~0.1 s per 2,000-client
-            # storm, measured).  This process only hosts the stack for a scenario.
-            gc.freeze()
             return web.json_response({"kicked": await env.kick_all()})
 
         async def restart_broker(_r: web.Request) -> web.Response:
