@@ -222,15 +222,7 @@ class TokenClient:
         """Until a session is up; raises :class:`ClientRefused` if the client stopped."""
         if self._connected.is_set():
             return
-        waiters = {
-            asyncio.ensure_future(self._connected.wait()),
-            asyncio.ensure_future(self._stopped.wait()),
-        }
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
+        await _first_of(self._connected, self._stopped)
         if not self._connected.is_set():
             raise self.failure or ClientRefused("client stopped")
 
@@ -241,15 +233,7 @@ class TokenClient:
                 return self._conn
             if self._stopped.is_set():
                 raise self.failure or ClientRefused("client stopped")
-            waiters = {
-                asyncio.ensure_future(self._ready.wait()),
-                asyncio.ensure_future(self._stopped.wait()),
-            }
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waiters:
-                    w.cancel()
+            await _first_of(self._ready, self._stopped)
 
     async def publish(
         self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False
@@ -660,3 +644,13 @@ class TokenClient:
 
     def _emit(self, kind: EventKind, **detail: Any) -> None:
         self.events.emit(ClientEvent(kind, self.clock.now(), self.config.client_id, detail))
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Until one of ``events`` is set."""
+    waiters = {asyncio.ensure_future(e.wait()) for e in events}
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
