@@ -104,6 +104,7 @@ class TokenBroker(HardenedBroker):
         self.metrics = metrics or BrokerMetrics()
         self._deadlines = DeadlineQueue(clock)
         self._timers: dict[HardenedHandler, dict[TokenType, Deadline]] = {}
+        self._notice_lead = config.expire_notice_lead
         self._accepted = self.metrics.connects.labels("accepted")
         # Read at scrape time: exact whatever the order of connects and disconnects.
         self.metrics.connections.set_function(lambda: len(self._handlers))
@@ -122,14 +123,29 @@ class TokenBroker(HardenedBroker):
 
     async def on_connected(self, handler: HardenedHandler, session_present: bool) -> None:
         grant = grant_of(handler.session)
-        if grant is not None and grant.mode == "Token":
-            for token_type, claims in grant.tokens.items():
-                self._schedule(handler, token_type, claims)
+        if grant is None or grant.mode != "Token":
+            return
+        now = self.clock.now()  # one reading for all the session's tokens
+        timers = self._timers.get(handler)
+        if timers is None:
+            timers = self._timers[handler] = {}
+        for token_type, claims in grant.tokens.items():
+            notice_at = claims.expire_ms / 1000.0 - self._notice_lead
+            if notice_at > now and token_type not in timers:
+                # The common case, inline: a fresh connection's first deadline per token.
+                timers[token_type] = self._deadlines.push(
+                    notice_at, self._notice_due, handler, token_type, claims
+                )
+            else:
+                self._schedule(handler, token_type, claims, now)
 
     async def on_disconnected(self, session: Session, handler: HardenedHandler) -> None:
         self.metrics.disconnects.labels(handler.close_reason or "lost").inc()
-        for deadline in self._timers.pop(handler, {}).values():
-            self._deadlines.cancel(deadline)
+        timers = self._timers.pop(handler, None)
+        if timers:
+            cancel = self._deadlines.cancel
+            for deadline in timers.values():
+                cancel(deadline)
 
     # -- PUBLISH / SUBSCRIBE / RECEIVE ---------------------------------------------------
 
@@ -244,20 +260,27 @@ class TokenBroker(HardenedBroker):
             log.debug("invalid notice not sent: %r", exc)
         handler.request_close(reason)
 
-    def _schedule(self, handler: HardenedHandler, token_type: TokenType, claims: Any) -> None:
+    def _schedule(
+        self,
+        handler: HardenedHandler,
+        token_type: TokenType,
+        claims: Any,
+        now: float | None = None,
+    ) -> None:
         """One deadline per token at a time: the expire notice, then the expiry itself."""
         timers = self._timers.get(handler)
         if timers is None:
             timers = self._timers[handler] = {}
-        old = timers.pop(token_type, None)
-        if old is not None:
-            self._deadlines.cancel(old)
-        notice_at = claims.expire_ms / 1000.0 - self.settings.expire_notice_lead
-        if notice_at <= self.clock.now():
+        else:
+            old = timers.pop(token_type, None)
+            if old is not None:
+                self._deadlines.cancel(old)
+        notice_at = claims.expire_ms / 1000.0 - self._notice_lead
+        if notice_at <= (self.clock.now() if now is None else now):
             self._notice_due(handler, token_type, claims)  # within the lead: at once
         else:
             timers[token_type] = self._deadlines.push(
-                notice_at, partial(self._notice_due, handler, token_type, claims)
+                notice_at, self._notice_due, handler, token_type, claims
             )
 
     def _notice_due(self, handler: HardenedHandler, token_type: TokenType, claims: Any) -> None:
@@ -265,7 +288,7 @@ class TokenBroker(HardenedBroker):
         if timers is None:
             return  # disconnected meanwhile
         timers[token_type] = self._deadlines.push(
-            claims.expire_ms / 1000.0, partial(self._expiry_due, handler, token_type, claims)
+            claims.expire_ms / 1000.0, self._expiry_due, handler, token_type, claims
         )
         self._spawn_if_running(partial(self._expire_notice, handler, token_type, claims))
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
+from heapq import heappush
 from typing import Any
 
 from sim.clock import Clock, TimerHandle
 
 __all__ = ["Deadline", "DeadlineQueue"]
 
-# A deadline is a list ``[when, seq, callback]``: heap order is compared in C (``seq``
-# is unique, so callbacks are never compared); cancelling sets the callback to None.
+# A deadline is a list ``[when, seq, callback, *args]``: heap order is compared in C
+# (``seq`` is unique, so callbacks are never compared); cancelling sets the callback to
+# None.  The arguments ride in the same list: one allocation per deadline, no partial.
 Deadline = list[Any]
-_WHEN, _SEQ, _CALLBACK = 0, 1, 2
+_WHEN, _SEQ, _CALLBACK, _ARGS = 0, 1, 2, 3
 
 
 class DeadlineQueue:
@@ -35,18 +37,20 @@ class DeadlineQueue:
     def __len__(self) -> int:
         return self._live
 
-    def push(self, when: float, callback: Callable[[], object]) -> Deadline:
-        deadline: Deadline = [when, next(self._seq), callback]
-        heapq.heappush(self._heap, deadline)
+    def push(self, when: float, callback: Callable[..., object], *args: Any) -> Deadline:
+        """Call ``callback(*args)`` once the clock reaches ``when``."""
+        deadline: Deadline = [when, next(self._seq), callback, *args]
+        heappush(self._heap, deadline)
         self._live += 1
-        if self._armed_at is None or when < self._armed_at:
+        armed_at = self._armed_at
+        if armed_at is None or when < armed_at:
             self._arm()
         return deadline
 
     def cancel(self, deadline: Deadline) -> None:
         if deadline[_CALLBACK] is None:
             return
-        deadline[_CALLBACK] = None
+        deadline[_CALLBACK:] = (None,)  # and drop the arguments: nothing kept alive
         self._live -= 1
         if len(self._heap) > 64 and len(self._heap) > 4 * self._live:
             self._heap = [d for d in self._heap if d[_CALLBACK] is not None]
@@ -77,8 +81,9 @@ class DeadlineQueue:
             callback = deadline[_CALLBACK]
             if callback is None:
                 continue
-            deadline[_CALLBACK] = None
+            args = deadline[_ARGS:]
+            deadline[_CALLBACK:] = (None,)
             self._live -= 1
-            callback()
+            callback(*args)
         if self._timer is None:
             self._arm()
