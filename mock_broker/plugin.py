@@ -61,8 +61,11 @@ class TokenAuthPlugin(BaseAuthPlugin, BaseTopicPlugin):  # type: ignore[misc]
         self.authority = config.authority
         self.clock = config.clock if config.clock is not None else SystemClock()
         self.enabled = bool(config.enabled)
-        # (username, password, client id) -> (authority generation, valid until ms, grant)
-        self._decided: dict[tuple[Any, Any, str], tuple[int, int, Grant]] = {}
+        # password (the full token text) -> (username, client id, authority generation,
+        # valid until ms, grant).  Keyed by the password alone, so a hit costs no key
+        # tuple; the username and client id must match too (a password presented by
+        # another client is a miss, decided afresh, and replaces the entry).
+        self._decided: dict[Any, tuple[Any, str, int, int, Grant]] = {}
 
     def check_connect(self, session: Session) -> Grant | Refusal:
         client_id = session.client_id or ""
@@ -70,20 +73,26 @@ class TokenAuthPlugin(BaseAuthPlugin, BaseTopicPlugin):  # type: ignore[misc]
             return Grant("Open", "", "", client_id)
         now_ms = self.clock.now_ms()
         authority = self.authority
-        key = (session.username, session.password, client_id)
+        username, password = session.username, session.password
         # A device reconnecting with the same credentials gets the same answer while
         # nothing changed: no keys, accounts or revocations (the generation) and no
         # token expired.  Only grants are remembered; refusals are decided afresh.
-        known = self._decided.get(key)
-        if known is not None and known[0] == authority.generation and now_ms < known[1]:
-            return known[2]
+        known = self._decided.get(password)
+        if (
+            known is not None
+            and known[0] == username
+            and known[1] == client_id
+            and known[2] == authority.generation
+            and now_ms < known[3]
+        ):
+            return known[4]
         generation = authority.generation
-        result = decide_connect(session.username, session.password, client_id, authority, now_ms)
+        result = decide_connect(username, password, client_id, authority, now_ms)
         if isinstance(result, Grant):
             until = min((c.expire_ms for c in result.tokens.values()), default=2**62)
             if len(self._decided) >= 16_384:
                 self._decided.clear()
-            self._decided[key] = (generation, until, result)
+            self._decided[password] = (username, client_id, generation, until, result)
         return result
 
     async def authenticate(self, *, session: Session) -> bool | None:
