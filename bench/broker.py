@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _proc import rss_kb  # noqa: E402
+
 from tests.broker.rawmqtt import connect_packet, packet  # noqa: E402
 
 KINDS = ("token", "open", "stock")
@@ -136,13 +138,6 @@ async def _rate(kind: str, port: int, duration: float, workers: int) -> float:
     return done / (time.perf_counter() - started)
 
 
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
 async def _idle_memory(kind: str, port: int, pid: int, count: int) -> float:
     """KiB of broker RSS per idle connection (connected, subscribed to nothing)."""
     passwords = _passwords(kind, count + 50)
@@ -155,14 +150,14 @@ async def _idle_memory(kind: str, port: int, pid: int, count: int) -> float:
         await r.readexactly(4)
         warm.append(w)
     await asyncio.sleep(0.5)
-    before = _rss_kb(pid)
+    before = rss_kb(pid)
     for i in range(count):
         r, w = await asyncio.open_connection("127.0.0.1", port)
         w.write(connect_packet(f"GID_i@@@{i}", username, passwords[i % len(passwords)]))
         await r.readexactly(4)
         held.append((r, w))
     await asyncio.sleep(1.0)
-    after = _rss_kb(pid)
+    after = rss_kb(pid)
     for _, w in held + [(None, w) for w in warm]:
         w.close()
     return (after - before) / count

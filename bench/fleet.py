@@ -24,7 +24,6 @@ import asyncio
 import base64
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -34,20 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _proc import cpu_seconds, rss_kb
+
 from sim.limits import raise_nofile_limit
-
-
-def _rss_kb() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
 
 def _free_ports(n: int) -> list[int]:
@@ -83,7 +71,7 @@ async def _baseline(n: int, app: str, broker: str, idle: float) -> dict[str, flo
             token = await r.json()
     address = parse_broker_url(broker)
     sem = asyncio.Semaphore(200)
-    rss0, cpu0, t0 = _rss_kb(), _cpu(), time.perf_counter()
+    rss0, cpu0, t0 = rss_kb(), cpu_seconds(), time.perf_counter()
 
     async def one(i: int) -> Connection:
         async with sem:
@@ -93,9 +81,9 @@ async def _baseline(n: int, app: str, broker: str, idle: float) -> dict[str, flo
 
     conns = await asyncio.gather(*(one(i) for i in range(n)))
     out = _figures(n, t0, rss0, cpu0)
-    cpu1 = _cpu()
+    cpu1 = cpu_seconds()
     await asyncio.sleep(idle)  # the sleep IS the measurement of the idle cost
-    out["idle_cpu_pct"] = (_cpu() - cpu1) / idle * 100
+    out["idle_cpu_pct"] = (cpu_seconds() - cpu1) / idle * 100
     for i in range(0, n, 500):
         await asyncio.gather(*(c.close() for c in conns[i : i + 500]))
     return out
@@ -107,15 +95,15 @@ async def _fleet(n: int, app: str, broker: str, store: str, idle: float) -> dict
 
     cfg = FleetConfig(clients=n, appserver_url=app, broker_url=broker, store_dir=Path(store))
     fleet = Fleet(cfg, clock=SystemClock())
-    rss0, cpu0, t0 = _rss_kb(), _cpu(), time.perf_counter()
+    rss0, cpu0, t0 = rss_kb(), cpu_seconds(), time.perf_counter()
     await fleet.start()
     await fleet.wait_connected()
     if fleet.connected_count != n:
         raise SystemExit(f"only {fleet.connected_count}/{n} connected: {fleet.states()}")
     out = _figures(n, t0, rss0, cpu0)
-    cpu1 = _cpu()
+    cpu1 = cpu_seconds()
     await asyncio.sleep(idle)
-    out["idle_cpu_pct"] = (_cpu() - cpu1) / idle * 100
+    out["idle_cpu_pct"] = (cpu_seconds() - cpu1) / idle * 100
     totals = fleet.counters()
     out["appserver_requests"] = totals.token_requests
     out["tokens_from_store"] = totals.tokens_from_store
@@ -126,8 +114,8 @@ async def _fleet(n: int, app: str, broker: str, store: str, idle: float) -> dict
 def _figures(n: int, t0: float, rss0: int, cpu0: float) -> dict[str, float]:
     return {
         "all_connected_s": time.perf_counter() - t0,
-        "kb_per_client": (_rss_kb() - rss0) / n,
-        "cpu_ms_per_client": (_cpu() - cpu0) * 1000 / n,
+        "kb_per_client": (rss_kb() - rss0) / n,
+        "cpu_ms_per_client": (cpu_seconds() - cpu0) * 1000 / n,
     }
 
 

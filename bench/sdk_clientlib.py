@@ -17,29 +17,17 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import socket
 import struct
 import subprocess
 import sys
 import time
 
+from _proc import cpu_seconds, rss_kb
+
 from sim.limits import raise_nofile_limit
 
 LIBS = ("raw", "gmqtt", "aiomqtt")
-
-
-def _rss_kb() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
 
 def _connect_packet(client_id: str, keepalive: int) -> bytes:
@@ -96,7 +84,7 @@ async def _worker(lib: str, port: int, n: int, idle: float, concurrency: int) ->
     # Import the library before the baseline so that its code is not counted per connection.
     if lib != "raw":
         __import__(lib)
-    rss0 = _rss_kb()
+    rss0 = rss_kb()
     sem = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
 
@@ -107,14 +95,14 @@ async def _worker(lib: str, port: int, n: int, idle: float, concurrency: int) ->
             latencies.append(time.perf_counter() - t)
             return c
 
-    cpu0, t0 = _cpu(), time.perf_counter()
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
     clients = await asyncio.gather(*(one(i) for i in range(n)))
     connect_s = time.perf_counter() - t0
-    connect_cpu = _cpu() - cpu0
-    rss1 = _rss_kb()
-    cpu1 = _cpu()
+    connect_cpu = cpu_seconds() - cpu0
+    rss1 = rss_kb()
+    cpu1 = cpu_seconds()
     await asyncio.sleep(idle)  # measuring idle cost: the sleep IS the measurement
-    idle_cpu = _cpu() - cpu1
+    idle_cpu = cpu_seconds() - cpu1
     for c in clients:
         await closer(c)
     latencies.sort()
