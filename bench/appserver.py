@@ -61,8 +61,8 @@ import asyncio, sys
 from pathlib import Path
 from mock_authserver.config import AuthServerConfig
 from mock_authserver.runner import run_authserver
-from sim.appserver.config import AppServerConfig
-from sim.appserver.runner import run_appserver
+from sim.customer.appserver.config import AppServerConfig
+from sim.customer.appserver.runner import run_appserver
 
 async def main(data_dir):
     async with run_authserver(AuthServerConfig(port=0, data_dir=Path(data_dir) / "auth")) as auth:
@@ -172,7 +172,7 @@ async def storm(url: str, auth_url: str, asks: int) -> tuple[float, dict[int, in
 
 
 def verification() -> tuple[float, float]:
-    from sim.appserver.passwords import VerifiedCache, hash_secret, verify_secret
+    from sim.customer.appserver.passwords import VerifiedCache, hash_secret, verify_secret
 
     encoded = hash_secret(SECRET, 14)
     n = 10

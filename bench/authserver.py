@@ -25,7 +25,7 @@ from pathlib import Path
 
 import aiohttp
 
-from sim.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
+from sim.shared.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -89,7 +89,7 @@ def _passwords(kind: str, count: int = FLEET) -> list[str | None]:
     as the measured ones, as a fleet with persisted tokens does)."""
     if kind != "token":
         return [None]
-    from mock_authserver.tokens import TokenClaims, TokenCodec
+    from sim.shared.protocol.tokens import TokenClaims, TokenCodec
 
     codec = TokenCodec({"k1": KEY}, "k1")
     now = int(time.time() * 1000)

@@ -4,7 +4,7 @@ Starts ``mqtt-token-sim up`` in a child process (fleet-friendly: scrypt cost 4, 
 AppServer drain limit), then, each in its own process so that memory figures do not mix:
 
 * baseline -- N bare MQTT connections through the SDK's own transport
-  (``sim.client.transport.Connection``, gmqtt) with one shared token: no AppServer, no
+  (``sim.customer.client.transport.Connection``, gmqtt) with one shared token: no AppServer, no
   store, no refresh timer, no events;
 * fleet, first start -- ``Fleet(N)``: Faker accounts created in bulk, N AppServer token
   requests, tokens persisted, N connects;
@@ -35,7 +35,7 @@ from typing import Any
 
 from _proc import cpu_seconds, rss_kb
 
-from sim.limits import raise_nofile_limit
+from sim.shared.limits import raise_nofile_limit
 
 
 def _free_ports(n: int) -> list[int]:
@@ -51,7 +51,7 @@ def _free_ports(n: int) -> list[int]:
 async def _baseline(n: int, app: str, broker: str, idle: float) -> dict[str, float]:
     import aiohttp
 
-    from sim.client.transport import Connection, parse_broker_url
+    from sim.customer.client.transport import Connection, parse_broker_url
 
     async with aiohttp.ClientSession() as http:
         account = {
@@ -90,8 +90,8 @@ async def _baseline(n: int, app: str, broker: str, idle: float) -> dict[str, flo
 
 
 async def _fleet(n: int, app: str, broker: str, store: str, idle: float) -> dict[str, float]:
-    from sim.clock import SystemClock
-    from sim.fleet import Fleet, FleetConfig
+    from sim.customer.fleet import Fleet, FleetConfig
+    from sim.shared.clock import SystemClock
 
     cfg = FleetConfig(clients=n, appserver_url=app, broker_url=broker, store_dir=Path(store))
     fleet = Fleet(cfg, clock=SystemClock())
@@ -125,7 +125,7 @@ def _worker(args: argparse.Namespace) -> int:
     import aiohttp  # noqa: F401
     import faker  # noqa: F401
 
-    import sim.fleet  # noqa: F401
+    import sim.customer.fleet  # noqa: F401
 
     if args.worker == "baseline":
         out = asyncio.run(_baseline(args.clients, args.app, args.broker, args.idle))

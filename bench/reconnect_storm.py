@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--floor", action="store_true", help="also the bare-transport storm")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    for name in ("amqtt", "transitions", "gmqtt", "sim.client.gmqtt"):
+    for name in ("amqtt", "transitions", "gmqtt", "sim.customer.client.gmqtt"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     options = {"rounds": str(args.rounds), "stack_process": str(not args.inline).lower()}
     report = asyncio.run(
@@ -84,7 +84,7 @@ async def _floor(n: int) -> None:
     from scenarios.connect_rate import fetch_token, measure_connect_rate
     from scenarios.env import UNTHROTTLED, EmbeddedOptions
     from scenarios.stack_proc import subprocess_environment
-    from sim.client.transport import Connection, parse_broker_url
+    from sim.customer.client.transport import Connection, parse_broker_url
 
     async with subprocess_environment(EmbeddedOptions(appserver_overrides=UNTHROTTLED)) as env:
         rates = [

@@ -25,7 +25,7 @@ import time
 
 from _proc import cpu_seconds, rss_kb
 
-from sim.limits import raise_nofile_limit
+from sim.shared.limits import raise_nofile_limit
 
 LIBS = ("raw", "gmqtt", "aiomqtt")
 

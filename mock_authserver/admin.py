@@ -14,11 +14,11 @@ from typing import Any
 
 from aiohttp import web
 
-from sim.clock import ManualClock
+from sim.shared.clock import ManualClock
 
+from .appkeys import CLOCK, CONFIG, ENGINE, FAULTS, FEED, METRICS
 from .config import AccountSpec
 from .errors import AdminConflict, AdminError, AdminNotFound
-from .keys import CLOCK, CONFIG, ENGINE, FAULTS, FEED, METRICS
 
 __all__ = ["add_routes"]
 

@@ -23,23 +23,10 @@ from typing import Any
 
 from aiohttp import web
 
-from sim.clock import Clock
+from sim.shared.clock import Clock
 
 from . import admin, legacy_api, openapi
-from .auth import NonceStore
-from .config import DEV_ACCOUNT, AuthServerConfig
-from .errors import (
-    AdminForbidden,
-    AuthServerError,
-    InternalError,
-    MethodNotAllowed,
-    NotFound,
-    ParameterError,
-)
-from .faults import FaultSet
-from .feedwait import FeedSignal
-from .gate import TransportAborted
-from .keys import (
+from .appkeys import (
     CLOCK,
     CODE,
     COMMIT,
@@ -53,6 +40,19 @@ from .keys import (
     OPERATION,
     WALL,
 )
+from .auth import NonceStore
+from .config import DEV_ACCOUNT, AuthServerConfig
+from .errors import (
+    AdminForbidden,
+    AuthServerError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    ParameterError,
+)
+from .faults import FaultSet
+from .feedwait import FeedSignal
+from .gate import TransportAborted
 from .metrics import Metrics
 from .render import error_response, wire_style
 from .store import GroupCommit

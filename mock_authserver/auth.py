@@ -1,6 +1,6 @@
 """Who is asking: signature, timestamp and nonce checks of both wire styles (pure).
 
-The signing math is :mod:`sim.protocol.signing`; this module adds the server's side:
+The signing math is :mod:`sim.shared.protocol.signing`; this module adds the server's side:
 which parameters are signed, looking up the secret, and (OpenAPI) the separate checks of
 timestamp skew and nonce replay.  Timestamps are checked against *real* wall time handed
 in by the shell: the provider's SDKs stamp real time even when the server runs a scaled
@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from sim.protocol.signing import (
+from sim.shared.protocol.signing import (
     legacy_verify,
     parse_v3_authorization,
     rpc_string_to_sign,

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from sim.clock import add_clock_arguments, clock_spec_from_args
+from sim.shared.clock import add_clock_arguments, clock_spec_from_args
 
 from .config import DEFAULT_PORT, AuthServerConfig, load_accounts_file
 

@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sim.clock import ClockSpec
+from sim.shared.clockspec import ClockSpec
 
 __all__ = [
     "DEFAULT_PORT",

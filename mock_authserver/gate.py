@@ -6,8 +6,8 @@ import asyncio
 
 from aiohttp import web
 
+from .appkeys import CLOCK, FAULTS, FEED, METRICS, MONOTONIC, OPERATION
 from .errors import AuthServerError
-from .keys import CLOCK, FAULTS, FEED, METRICS, MONOTONIC, OPERATION
 
 __all__ = ["TransportAborted", "gate"]
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from sim.protocol.signing import LEGACY_APPLY_SIGNED, LEGACY_TOKEN_SIGNED
+from sim.shared.protocol.signing import LEGACY_APPLY_SIGNED, LEGACY_TOKEN_SIGNED
 
+from .appkeys import COMMIT, ENGINE, OPERATION
 from .auth import verify_legacy
 from .errors import ParameterError
 from .gate import gate
-from .keys import COMMIT, ENGINE, OPERATION
 from .validation import (
     ApplyRequest,
     parse_actions,

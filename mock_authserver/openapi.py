@@ -12,10 +12,10 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from .appkeys import CODE, COMMIT, CONFIG, ENGINE, NONCES, OPERATION, WALL
 from .auth import verify_rpc, verify_v3
 from .errors import InvalidVersion, ParameterError, TokenInvalid, UnknownAction
 from .gate import gate
-from .keys import CODE, COMMIT, CONFIG, ENGINE, NONCES, OPERATION, WALL
 from .render import request_id
 from .validation import (
     ApplyRequest,

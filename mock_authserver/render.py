@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .appkeys import CODE, REQUEST_ID
 from .errors import AuthServerError
-from .keys import CODE, REQUEST_ID
 
 __all__ = ["HOST_ID", "error_response", "request_id", "wire_style"]
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sim.clock import Clock, clock_from_spec
+from sim.shared.clock import Clock, clock_from_spec
 
 from .app import create_app
+from .appkeys import FAULTS
 from .config import AuthServerConfig
 from .faults import FaultSet
-from .keys import FAULTS
 from .store import SqliteStore
 from .ttl import TTLEngine
 
@@ -64,7 +64,7 @@ async def run_authserver(
             port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
             host = config.host
             url_host = f"[{host}]" if ":" in host else host
-            from .keys import ENGINE
+            from .appkeys import ENGINE
 
             yield AuthServerHandle(
                 url=f"http://{url_host}:{port}",

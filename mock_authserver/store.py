@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sim.shared.protocol.tokens import TokenClaims
+
 from .config import AccountSpec
-from .tokens import TokenClaims
 
 __all__ = ["DB_FILE", "GroupCommit", "SqliteStore"]
 

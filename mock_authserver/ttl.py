@@ -25,6 +25,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sim.shared.protocol import InvalidToken
+from sim.shared.protocol.tokens import (
+    MAX_TOKEN_CHARS,
+    TokenClaims,
+    TokenCodec,
+    new_key,
+    new_token_id,
+)
+
 from .config import AccountSpec
 from .errors import (
     AccessKeyDisabled,
@@ -37,7 +46,6 @@ from .errors import (
     UnknownInstance,
 )
 from .errors import ParameterError as _ParameterError
-from .tokens import MAX_TOKEN_CHARS, TokenClaims, TokenCodec, new_key, new_token_id
 from .validation import ApplyRequest
 
 __all__ = [
@@ -214,9 +222,15 @@ class TTLEngine:
         self._repo.save_token(claims)  # durable once the shell has flushed the repository
         return IssuedToken(token, claims)
 
+    def _decode(self, token: str) -> TokenClaims:
+        try:
+            return self._codec.decode(token)
+        except InvalidToken as exc:
+            raise TokenForged(str(exc)) from None
+
     def check(self, token: str) -> TokenClaims:
         """Claims of a valid token; :class:`TokenForged`/``Expired``/``Revoked`` otherwise."""
-        claims = self._codec.decode(token)
+        claims = self._decode(token)
         if claims.token_id in self._revoked:
             raise TokenRevoked("token has been revoked")
         if claims.expire_ms <= self._clock.now_ms():
@@ -233,7 +247,7 @@ class TTLEngine:
 
     def revoke(self, access_key_id: str, token: str, instance_id: str | None = None) -> None:
         try:
-            claims = self._codec.decode(token)
+            claims = self._decode(token)
         except TokenForged as exc:
             raise RevokeFailed(f"cannot revoke: {exc.message}") from None
         if claims.access_key_id != access_key_id or (

@@ -12,11 +12,11 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sim.protocol.errors import InvalidTopic
-from sim.protocol.topics import validate_filter
+from sim.shared.protocol.errors import InvalidTopic
+from sim.shared.protocol.tokens import MAX_TOKEN_CHARS
+from sim.shared.protocol.topics import validate_filter
 
 from .errors import MissingParameter, ParameterError
-from .tokens import MAX_TOKEN_CHARS
 
 __all__ = [
     "ACTIONS",

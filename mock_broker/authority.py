@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mock_authserver.errors import TokenForged
-from mock_authserver.tokens import TokenClaims, TokenCodec
+from sim.shared.protocol import InvalidToken
+from sim.shared.protocol.tokens import TokenClaims, TokenCodec
 
 from .decision import AccountInfo
 from .errors import FeedError, FeedReset
@@ -109,7 +109,7 @@ class TokenAuthority:
         if claims is not None:
             return claims
         if self._codec is None:
-            raise TokenForged("no keys yet")
+            raise InvalidToken("no keys yet")
         claims = self._codec.decode(token)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()  # crude but O(1) amortised; refills on reconnects

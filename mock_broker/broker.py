@@ -18,8 +18,8 @@ from typing import Any
 
 from amqtt.session import Session
 
-from sim.clock import Clock, SystemClock
-from sim.protocol import (
+from sim.shared.clock import Clock, SystemClock
+from sim.shared.protocol import (
     SYS_EXPIRE_NOTICE,
     SYS_INVALID_NOTICE,
     SYS_UPLOAD_TOKEN,

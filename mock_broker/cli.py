@@ -13,14 +13,14 @@ from pathlib import Path
 import aiohttp
 from amqtt.errors import BrokerError
 
-from sim.clock import (
+from sim.shared.clock import (
     ClockSpec,
     ManualClock,
     add_clock_arguments,
     clock_from_spec,
     clock_spec_from_args,
 )
-from sim.limits import raise_nofile_limit
+from sim.shared.limits import raise_nofile_limit
 
 from .config import BrokerConfig, parse_bool
 from .errors import MockBrokerError

@@ -3,7 +3,7 @@
 A fleet of connections each holding one or two tokens would otherwise keep one or two
 event-loop timers per connection, created and cancelled on every connect; here a
 connect costs a heap push and a disconnect a flag.  Time is the shared clock's, so a
-:class:`~sim.clock.ManualClock` ``advance()`` fires every deadline that falls due.
+:class:`~sim.shared.clock.ManualClock` ``advance()`` fires every deadline that falls due.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from heapq import heappush
 from typing import Any
 
-from sim.clock import Clock, TimerHandle
+from sim.shared.clock import Clock, TimerHandle
 
 __all__ = ["Deadline", "DeadlineQueue"]
 

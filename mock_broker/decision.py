@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal, Protocol
 
-from mock_authserver.errors import TokenForged
-from mock_authserver.tokens import TokenClaims
-from sim.protocol import (
+from sim.shared.protocol import (
     InvalidCode,
     InvalidCredentials,
     InvalidPayload,
+    InvalidToken,
     TokenType,
     UploadToken,
     actions_of,
@@ -34,6 +33,7 @@ from sim.protocol import (
     signature_password,
     validate_client_id,
 )
+from sim.shared.protocol.tokens import TokenClaims
 
 __all__ = [
     "CONNACK_BAD_CREDENTIALS",
@@ -78,7 +78,7 @@ class AuthorityView(Protocol):
     def ready(self) -> bool: ...
 
     def decode(self, token: str) -> TokenClaims:
-        """Claims of a genuine token; :class:`TokenForged` otherwise."""
+        """Claims of a genuine token; :class:`InvalidToken` otherwise."""
         ...
 
     def is_revoked(self, token_id: str) -> bool: ...
@@ -150,7 +150,7 @@ def _check_token(
     """One token of a CONNECT or an upload: genuine, ours, not revoked, alive, right type."""
     try:
         claims = authority.decode(token)
-    except TokenForged:
+    except InvalidToken:
         return InvalidCode.FORGED, "forged"
     if claims.access_key_id != access_key_id or claims.instance_id != instance_id:
         return InvalidCode.ACCOUNT_INVALID, "wrong_account"

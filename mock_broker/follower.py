@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from sim.clock import Clock
+from sim.shared.clock import Clock
 
 from .authority import TokenAuthority
 from .errors import FeedError, FeedReset

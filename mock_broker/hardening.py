@@ -95,7 +95,7 @@ from amqtt.session import (
 )
 from amqtt.utils import gen_client_id
 
-from sim.protocol import InvalidTopic, matches, validate_filter, validate_topic
+from sim.shared.protocol import InvalidTopic, matches, validate_filter, validate_topic
 
 from .connect import MAX_CONNECT_BYTES, ConnectInfo, MalformedConnect, parse_connect
 

@@ -15,7 +15,7 @@ from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
-from sim.clock import SystemClock
+from sim.shared.clock import SystemClock
 
 from .decision import (
     Grant,
@@ -48,7 +48,7 @@ class TokenAuthPlugin(BaseAuthPlugin, BaseTopicPlugin):  # type: ignore[misc]
         """The :class:`~mock_broker.authority.TokenAuthority` (keys, accounts, revoked
         set) that tokens are checked against; required when ``enabled``."""
         clock: Any = None
-        """The :class:`sim.clock.Clock` whose ``now_ms`` decides expiry (system clock if
+        """The :class:`sim.shared.clock.Clock` whose ``now_ms`` decides expiry (system clock if
         unset)."""
         enabled: bool = True
         """``False``: every CONNECT is accepted with full access (no token checks)."""

@@ -32,8 +32,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sim.clock import Clock, ManualClock, ScaledClock, SystemClock
-from sim.limits import raise_nofile_limit
+from sim.shared.clock import Clock, ManualClock, ScaledClock, SystemClock
+from sim.shared.limits import raise_nofile_limit
 
 from .env import (
     EmbeddedOptions,

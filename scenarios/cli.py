@@ -121,10 +121,10 @@ def _quiet_libraries() -> None:
     # gmqtt warns about every socket the broker closed (a kick, an expiry): expected here.
     logging.getLogger("gmqtt").setLevel(logging.ERROR)
     # gmqtt logs every refused CONNACK at ERROR; the SDK handles (and counts) them.
-    logging.getLogger("sim.client.gmqtt").setLevel(logging.CRITICAL)
+    logging.getLogger("sim.customer.client.gmqtt").setLevel(logging.CRITICAL)
     # Scenarios inject AuthServer faults on purpose: the AppServer's warnings about them
     # are the expected story, told by the figures.
-    logging.getLogger("sim.appserver.service").setLevel(logging.ERROR)
+    logging.getLogger("sim.customer.appserver.service").setLevel(logging.ERROR)
 
 
 def _endpoints(args: argparse.Namespace) -> Endpoints | None:

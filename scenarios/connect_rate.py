@@ -2,7 +2,7 @@
 
 The baseline of the reconnect storm (issue 6: "all back within 1.3 * N / the raw
 connect rate of the same broker, measured first in the same run"): N plain connections
-with one valid token, opened through :class:`sim.client.transport.Connection` (the same
+with one valid token, opened through :class:`sim.customer.client.transport.Connection` (the same
 client library and code path as the SDK's), no AppServer, no store, no backoff, at most
 ``concurrency`` in flight.  Rate = N ÷ (first TCP open → last CONNACK).
 """
@@ -68,7 +68,7 @@ async def measure_connect_rate(
     client_prefix: str = "GID_rawrate@@@c",
     on_progress: Callable[[int], None] | None = None,
 ) -> ConnectRate:
-    from sim.client.transport import Connection, parse_broker_url
+    from sim.customer.client.transport import Connection, parse_broker_url
 
     token = await fetch_token(env, "GID_rawrate@@@owner", "raw-rate-secret", ["rawrate/#"])
     address = parse_broker_url(env.endpoints.broker_url)

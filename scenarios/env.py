@@ -15,7 +15,7 @@ AppServer on the same port and data dir) raise :class:`Unsupported` on external
 endpoints; the scenario then says which figure it could not measure.
 
 :func:`embedded_environment` builds the stack from the three runners of
-``docs/CONTRACTS.md`` itself (rather than through ``sim.stack``) because scenarios
+``docs/CONTRACTS.md`` itself (rather than through ``sim.harness.stack``) because scenarios
 restart parts one by one.
 """
 
@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from sim.clock import Clock, ManualClock, SystemClock
+from sim.shared.clock import Clock, ManualClock, SystemClock
 
 from .metrics import MetricsSnapshot, parse_metrics
 
@@ -253,7 +253,7 @@ class _EmbeddedStack:
         from mock_authserver.config import AuthServerConfig
         from mock_authserver.runner import run_authserver
         from mock_broker.config import BrokerConfig
-        from sim.appserver.config import AppServerConfig
+        from sim.customer.appserver.config import AppServerConfig
 
         auth_dir = self.data_dir / "authserver"
         app_dir = self.data_dir / "appserver"
@@ -297,7 +297,7 @@ class _EmbeddedStack:
         self._broker_config = replace(self._broker_config, port=self.broker.port)
 
     async def _start_app(self) -> None:
-        from sim.appserver.runner import run_appserver
+        from sim.customer.appserver.runner import run_appserver
 
         self._app_cm = run_appserver(self._app_config, clock=self.clock)
         self.app = await self._app_cm.__aenter__()
@@ -386,7 +386,7 @@ def _follow(remote: Mapping[str, Any]) -> Clock:
     """A local clock that reads the same virtual time as the stack's (to a few ms)."""
     import time
 
-    from sim.clock import ScaledClock
+    from sim.shared.clock import ScaledClock
 
     mode, scale, now_ms = remote.get("mode"), remote.get("scale"), remote.get("now_ms")
     if mode == "scaled" and isinstance(scale, int | float) and isinstance(now_ms, int):

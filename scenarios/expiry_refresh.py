@@ -23,8 +23,8 @@ import asyncio
 import contextlib
 import time
 
-from sim.client.events import EventKind
-from sim.client.policy import RefreshPolicy
+from sim.customer.client.events import EventKind
+from sim.customer.client.policy import RefreshPolicy
 
 from .base import RunContext, ScenarioParams
 from .env import EmbeddedOptions

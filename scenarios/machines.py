@@ -47,9 +47,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from sim.client.errors import NotAuthorized, NotConnected
-from sim.clock import ManualClock
-from sim.protocol import covered_by_any, matches_any
+from sim.customer.client.errors import NotAuthorized, NotConnected
+from sim.shared.clock import ManualClock
+from sim.shared.protocol import covered_by_any, matches_any
 
 __all__ = ["DEFAULT_SETTINGS", "LoopBridge", "Model", "StackMachine", "TestStack", "run_machine"]
 
@@ -139,7 +139,7 @@ class MToken:
 class MConn:
     slot: str
     token: MToken
-    conn: Any  # sim.client.transport.Connection
+    conn: Any  # sim.customer.client.transport.Connection
     subscriptions: list[str] = field(default_factory=list)
     #: (topic, payload, readable by the session's token when it arrived)
     received: list[tuple[str, bytes, bool]] = field(default_factory=list)
@@ -263,7 +263,7 @@ class TestStack:
 
     # -- MQTT ------------------------------------------------------------------------
     async def connect(self, slot: str, token: MToken, sink: MConn | None = None) -> Any:
-        from sim.client.transport import Connection, parse_broker_url
+        from sim.customer.client.transport import Connection, parse_broker_url
 
         def on_message(m: Any) -> None:
             if sink is not None:

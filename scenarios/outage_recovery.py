@@ -29,8 +29,8 @@ import asyncio
 import base64
 import time
 
-from sim.client.events import EventKind
-from sim.client.policy import Backoff, RefreshPolicy
+from sim.customer.client.events import EventKind
+from sim.customer.client.policy import Backoff, RefreshPolicy
 
 from .base import RunContext, ScenarioParams
 from .env import EmbeddedOptions

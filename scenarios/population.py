@@ -3,7 +3,7 @@
 Scenarios need more control than a fleet's summary: stop every client and start new
 client objects on the same token store (a device restart), wipe the stores, and the
 real time of each client's events (connect latency, when each came back).  So this is
-a thin collection of :class:`sim.client.client.TokenClient` with a listener on each
+a thin collection of :class:`sim.customer.client.client.TokenClient` with a listener on each
 client's event log that stamps events with ``time.monotonic()``.
 
 Identities are ``GID_<group>@@@d<i>``, one AppServer account each (bulk import), each
@@ -23,10 +23,10 @@ from typing import Any
 
 import aiohttp
 
-from sim.client.client import ClientConfig, TokenClient
-from sim.client.events import ClientEvent, Counters, EventKind
-from sim.client.policy import Backoff, RefreshPolicy
-from sim.client.transport import IncomingMessage
+from sim.customer.client.client import ClientConfig, TokenClient
+from sim.customer.client.events import ClientEvent, Counters, EventKind
+from sim.customer.client.policy import Backoff, RefreshPolicy
+from sim.customer.client.transport import IncomingMessage
 
 from .env import Environment
 
@@ -181,7 +181,7 @@ class Population:
 
     def forget(self, indices: Iterable[int]) -> None:
         """Delete the persisted token of some clients only."""
-        from sim.client.store import TokenStore
+        from sim.customer.client.store import TokenStore
 
         store = TokenStore(self.store_dir, fsync=False)
         for i in indices:

@@ -46,8 +46,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sim.client.events import EventKind
-from sim.client.policy import Backoff
+from sim.customer.client.events import EventKind
+from sim.customer.client.policy import Backoff
 
 from .base import RunContext, ScenarioParams
 from .connect_rate import measure_connect_rate

@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from sim.client.errors import NotAuthorized
-from sim.client.events import EventKind
-from sim.client.transport import Connection, parse_broker_url
+from sim.customer.client.errors import NotAuthorized
+from sim.customer.client.events import EventKind
+from sim.customer.client.transport import Connection, parse_broker_url
 
 from .base import RunContext, ScenarioParams
 from .env import EmbeddedOptions, EnvironmentError_

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from sim.clock import Clock, ScaledClock, SystemClock
+from sim.shared.clock import Clock, ScaledClock, SystemClock
 
 from .env import EmbeddedOptions, Endpoints, Environment, EnvironmentError_
 
@@ -192,7 +192,7 @@ def main(argv: list[str]) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from sim.limits import raise_nofile_limit
+    from sim.shared.limits import raise_nofile_limit
 
     raise_nofile_limit(1 << 20)  # the broker holds one socket per client
     options = _options_from_json(argv[0])

@@ -1,5 +1,5 @@
 import sys
 
-from sim.cli import main
+from sim.harness.cli import main
 
 sys.exit(main())

@@ -7,8 +7,8 @@ import base64
 import time
 from collections.abc import Callable, Iterable
 
-from sim.appserver.errors import UpstreamError
-from sim.appserver.upstream import QueryResult
+from sim.customer.appserver.errors import UpstreamError
+from sim.customer.appserver.upstream import QueryResult
 
 CHEAP = 1  # scrypt cost for test accounts: the slow hash is tested on its own
 

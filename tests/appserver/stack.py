@@ -14,10 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mock_authserver.config import AuthServerConfig
 from mock_authserver.runner import AuthServerHandle, run_authserver
-from sim.appserver.config import AppServerConfig
-from sim.appserver.runner import AppServerHandle, run_appserver
-from sim.appserver.upstream import LegacyTokenClient
-from sim.clock import Clock
+from sim.customer.appserver.config import AppServerConfig
+from sim.customer.appserver.runner import AppServerHandle, run_appserver
+from sim.customer.appserver.upstream import LegacyTokenClient
+from sim.shared.clock import Clock
 
 from .conftest import CHEAP, basic
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import aiohttp
 
-from sim.appserver.runner import run_appserver
-from sim.clock import ManualClock
-from sim.protocol import parse_token_password
+from sim.customer.appserver.runner import run_appserver
+from sim.shared.clock import ManualClock
+from sim.shared.protocol import parse_token_password
 
 from .conftest import until
 from .stack import app_config, authserver, metric, stack

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.appserver.config import AppServerConfig
-from sim.appserver.errors import ConfigError
+from sim.customer.appserver.config import AppServerConfig
+from sim.customer.appserver.errors import ConfigError
 
 
 def test_defaults_are_the_dev_account() -> None:

@@ -11,15 +11,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from sim.appserver import service as service_module
-from sim.appserver.app import create_app, error_middleware
-from sim.appserver.config import AppServerConfig
-from sim.appserver.errors import ServiceUnavailable
-from sim.appserver.policy import AccountBody, Grant, TokenRequest
-from sim.appserver.runner import run_appserver
-from sim.appserver.service import TokenService
-from sim.appserver.store import Store
-from sim.clock import ManualClock
+from sim.customer.appserver import service as service_module
+from sim.customer.appserver.app import create_app, error_middleware
+from sim.customer.appserver.config import AppServerConfig
+from sim.customer.appserver.errors import ServiceUnavailable
+from sim.customer.appserver.policy import AccountBody, Grant, TokenRequest
+from sim.customer.appserver.runner import run_appserver
+from sim.customer.appserver.service import TokenService
+from sim.customer.appserver.store import Store
+from sim.shared.clock import ManualClock
 
 from .conftest import FakeUpstream, down
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.clock import ManualClock, SystemClock
+from sim.shared.clock import ManualClock, SystemClock
 
 from .conftest import basic
 from .stack import GRANTS, metric, stack

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from sim.appserver.passwords import VerifiedCache, dummy_hash, hash_secret, verify_secret
+from sim.customer.appserver.passwords import VerifiedCache, dummy_hash, hash_secret, verify_secret
 
 
 def test_hash_is_salted_and_verifies() -> None:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.appserver.errors import BadRequest, Forbidden, Unauthorized
-from sim.appserver.policy import (
+from sim.customer.appserver.errors import BadRequest, Forbidden, Unauthorized
+from sim.customer.appserver.policy import (
     EXPIRE_SAFETY_S,
     MAX_TTL_S,
     MIN_TTL_S,

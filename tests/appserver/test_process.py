@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from sim.clock import SystemClock
+from sim.shared.clock import SystemClock
 
 from .conftest import basic
 from .stack import authserver, metric

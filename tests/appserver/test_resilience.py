@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.appserver.resilience import BreakerState, CircuitBreaker, TokenBucket, retry_after
+from sim.customer.appserver.resilience import BreakerState, CircuitBreaker, TokenBucket, retry_after
 
 
 def test_breaker_opens_after_consecutive_failures_only() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.appserver.config import AppServerConfig
-from sim.appserver.errors import (
+from sim.customer.appserver.config import AppServerConfig
+from sim.customer.appserver.errors import (
     AccountDisabled,
     BadRequest,
     Forbidden,
@@ -18,11 +18,11 @@ from sim.appserver.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from sim.appserver.policy import AccountBody, Grant, TokenRequest
-from sim.appserver.resilience import BreakerState
-from sim.appserver.service import TokenService
-from sim.appserver.store import Store
-from sim.clock import ManualClock
+from sim.customer.appserver.policy import AccountBody, Grant, TokenRequest
+from sim.customer.appserver.resilience import BreakerState
+from sim.customer.appserver.service import TokenService
+from sim.customer.appserver.store import Store
+from sim.shared.clock import ManualClock
 
 from .conftest import CHEAP, FakeUpstream, down, until
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sim.appserver.policy import Account, CachedToken, Grant, TokenKey
-from sim.appserver.store import Store
+from sim.customer.appserver.policy import Account, CachedToken, Grant, TokenKey
+from sim.customer.appserver.store import Store
 
 
 def key(account: str = "a", resources: tuple[str, ...] = ("t/#",)) -> TokenKey:

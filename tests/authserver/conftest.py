@@ -11,8 +11,8 @@ import pytest
 
 from mock_authserver.config import AuthServerConfig
 from mock_authserver.runner import AuthServerHandle, run_authserver
-from sim.clock import ManualClock
-from sim.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
+from sim.shared.clock import ManualClock
+from sim.shared.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
 
 START = 1_800_000_000.0
 

@@ -9,8 +9,8 @@ import pytest
 
 from mock_authserver.config import AuthServerConfig
 from mock_authserver.runner import run_authserver
-from mock_authserver.tokens import TokenCodec
-from sim.clock import ScaledClock
+from sim.shared.clock import ScaledClock
+from sim.shared.protocol.tokens import TokenCodec
 
 from .conftest import START, apply_token, call, token_params
 
@@ -65,7 +65,7 @@ async def test_feed_long_poll_wakes_on_revoke(auth, http, clock):
     seq = auth.engine.seq
     poll = asyncio.create_task(get(http, f"{auth.url}/admin/feed?after={seq}&timeout=20"))
     # Wait until the poll is parked on the server before revoking.
-    signal = auth.app[__import__("mock_authserver.keys", fromlist=["FEED"]).FEED]
+    signal = auth.app[__import__("mock_authserver.appkeys", fromlist=["FEED"]).FEED]
     deadline = asyncio.get_running_loop().time() + 5
     while not signal._waiters:
         assert asyncio.get_running_loop().time() < deadline

@@ -68,7 +68,7 @@ async def test_metrics_count_by_operation_and_code(auth, http):
 async def test_each_app_has_its_own_registry(clock):
     a = create_app(AuthServerConfig(), clock=clock, repo=MemoryRepository())
     b = create_app(AuthServerConfig(), clock=clock, repo=MemoryRepository())
-    from mock_authserver.keys import METRICS
+    from mock_authserver.appkeys import METRICS
 
     a[METRICS].requests.labels("apply", "200").inc()
     assert b'operation="apply"} 0.0' in b[METRICS].render()

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from mock_authserver.config import AuthServerConfig
 from mock_authserver.runner import run_authserver
-from sim.clock import ManualClock
+from sim.shared.clock import ManualClock
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from mock_authserver.auth import NonceStore, check_timestamp, parse_timestamp
 from mock_authserver.config import AuthServerConfig
 from mock_authserver.errors import ParameterError, SignatureNonceUsed, TimestampExpired
 from mock_authserver.runner import run_authserver
-from sim.protocol.signing import (
+from sim.shared.protocol.signing import (
     V3Authorization,
     percent_encode,
     rpc_sign,

@@ -55,7 +55,7 @@ async def test_accounts_file_json_and_toml(tmp_path, http, clock):
 
 def test_no_dev_account_flag_is_honoured(tmp_path):
     from mock_authserver.ttl import MemoryRepository, TTLEngine
-    from sim.clock import ManualClock
+    from sim.shared.clock import ManualClock
 
     engine = TTLEngine(ManualClock(), MemoryRepository(), dev_account=None)
     assert engine.accounts() == []

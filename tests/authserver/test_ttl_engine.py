@@ -18,7 +18,7 @@ from mock_authserver.errors import (
 )
 from mock_authserver.ttl import MAX_TTL_MS, MemoryRepository, TTLEngine
 from mock_authserver.validation import ApplyRequest
-from sim.clock import ManualClock
+from sim.shared.clock import ManualClock
 
 NOW = 1_800_000_000.0
 NOW_MS = int(NOW * 1000)

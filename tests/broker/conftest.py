@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from mock_authserver.tokens import TokenClaims, TokenCodec, new_key, new_token_id
 from mock_broker.authority import TokenAuthority
 from mock_broker.broker import BrokerHandle, run_broker
 from mock_broker.config import BrokerConfig
 from mock_broker.decision import AccountInfo
-from sim.clock import ManualClock
-from sim.protocol import TokenType, build_token_password, build_username
+from sim.shared.clock import ManualClock
+from sim.shared.protocol import TokenType, build_token_password, build_username
+from sim.shared.protocol.tokens import TokenClaims, TokenCodec, new_key, new_token_id
 
 from .rawmqtt import RawClient
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sim.protocol import TokenType, build_token_password
-from sim.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
+from sim.shared.protocol import TokenType, build_token_password
+from sim.shared.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
 
 from .conftest import USER, connect_raw
 from .rawmqtt import PUBLISH, RawClient

@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from mock_broker.authority import TokenAuthority
 from mock_broker.broker import BrokerHandle, run_broker
 from mock_broker.config import BrokerConfig
-from sim.clock import ManualClock
+from sim.shared.clock import ManualClock
 
 from .conftest import USER, Minter, connect_raw
 from .rawmqtt import PUBLISH, PUBREC, PUBREL, RawClient, connect_packet, packet

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mock_authserver.tokens import TokenCodec, new_key
 from mock_broker.authority import Changes, TokenAuthority
 from mock_broker.decision import (
     AccountInfo,
@@ -23,8 +22,9 @@ from mock_broker.decision import (
     may_receive,
 )
 from mock_broker.errors import FeedError, FeedReset
-from sim.clock import ManualClock
-from sim.protocol import InvalidCode, TokenType, build_token_password, signature_password
+from sim.shared.clock import ManualClock
+from sim.shared.protocol import InvalidCode, TokenType, build_token_password, signature_password
+from sim.shared.protocol.tokens import TokenCodec, new_key
 
 from .conftest import AK, INSTANCE, SK, USER, Minter
 

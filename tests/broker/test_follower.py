@@ -12,7 +12,7 @@ from aiohttp import web
 
 from mock_broker.authority import Changes, TokenAuthority
 from mock_broker.follower import FeedFollower
-from sim.clock import ManualClock
+from sim.shared.clock import ManualClock
 
 
 class FakeAuthServer:

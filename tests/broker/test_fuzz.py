@@ -18,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mock_authserver.tokens import TokenCodec, new_key
 from mock_broker.authority import TokenAuthority
 from mock_broker.broker import run_broker
 from mock_broker.config import BrokerConfig
 from mock_broker.decision import AccountInfo
-from sim.clock import ManualClock
+from sim.shared.clock import ManualClock
+from sim.shared.protocol.tokens import TokenCodec, new_key
 
 from .conftest import AK, INSTANCE, SK, USER, Minter
 from .rawmqtt import CONNACK, PUBACK, PUBLISH, connect_packet, packet

@@ -8,18 +8,18 @@ import time
 
 import pytest
 
-from mock_authserver.tokens import TokenCodec
 from mock_broker.authority import TokenAuthority
 from mock_broker.broker import BrokerHandle, run_broker
 from mock_broker.config import BrokerConfig
 from mock_broker.decision import AccountInfo
-from sim.clock import ManualClock, ScaledClock
-from sim.protocol import (
+from sim.shared.clock import ManualClock, ScaledClock
+from sim.shared.protocol import (
     TokenType,
     build_token_password,
     build_username,
     signature_password,
 )
+from sim.shared.protocol.tokens import TokenCodec
 
 from .conftest import AK, INSTANCE, SK, USER, Minter, connect_raw
 from .rawmqtt import PUBLISH, RawClient

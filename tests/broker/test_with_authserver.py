@@ -17,9 +17,9 @@ from mock_authserver.config import AuthServerConfig
 from mock_authserver.runner import AuthServerHandle, run_authserver
 from mock_broker.broker import BrokerHandle, run_broker
 from mock_broker.config import BrokerConfig
-from sim.clock import ManualClock
-from sim.protocol import TokenType, build_token_password
-from sim.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
+from sim.shared.clock import ManualClock
+from sim.shared.protocol import TokenType, build_token_password
+from sim.shared.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
 
 from .conftest import USER, connect_raw
 from .rawmqtt import PUBLISH, RawClient

@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 
-from sim.client import EventKind
-from sim.fleet import Fleet, FleetConfig, make_identities
-from sim.protocol import validate_client_id
-from sim.pytest_plugin import SimStack
+from sim.customer.client import EventKind
+from sim.customer.fleet import Fleet, FleetConfig, make_identities
+from sim.harness.pytest_plugin import SimStack
+from sim.shared.protocol import validate_client_id
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.client.appserver_api import _retry_after, parse_grant
-from sim.client.errors import BadAppServerAnswer
-from sim.client.store import StoredToken
-from sim.client.transport import parse_broker_url
-from sim.protocol import TokenType
+from sim.customer.client.appserver_api import _retry_after, parse_grant
+from sim.customer.client.errors import BadAppServerAnswer
+from sim.customer.client.store import StoredToken
+from sim.customer.client.transport import parse_broker_url
+from sim.shared.protocol import TokenType
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.client.policy import (
+from sim.customer.client.policy import (
     Backoff,
     RefreshAction,
     RefreshPolicy,
@@ -18,7 +18,7 @@ from sim.client.policy import (
     is_reusable,
     react_to_invalid,
 )
-from sim.protocol import InvalidCode
+from sim.shared.protocol import InvalidCode
 
 NOW = 1_800_000_000.0
 
@@ -155,14 +155,14 @@ def test_backoff_rejects_bad_values(kw: dict[str, float]) -> None:
 
 
 def test_expire_notice_refreshes_at_once_without_spread() -> None:
-    from sim.client.policy import after_expire_notice
+    from sim.customer.client.policy import after_expire_notice
 
     p = RefreshPolicy(margin=10)
     assert after_expire_notice(NOW, NOW + 300, p, jitter=0.7) == NOW
 
 
 def test_expire_notice_with_spread_stays_within_it_and_before_the_plan() -> None:
-    from sim.client.policy import after_expire_notice
+    from sim.customer.client.policy import after_expire_notice
 
     p = RefreshPolicy(margin=180, spread=120)
     ats = [after_expire_notice(NOW, NOW + 300, p, jitter=j / 100) for j in range(100)]

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from sim.client import EventKind, RefreshPolicy, StoredToken, TokenClient, TokenStore
-from sim.client.transport import Connection
-from sim.protocol import SYS_UPLOAD_TOKEN, TokenType
-from sim.pytest_plugin import SimStack
+from sim.customer.client import EventKind, RefreshPolicy, StoredToken, TokenClient, TokenStore
+from sim.customer.client.transport import Connection
+from sim.harness.pytest_plugin import SimStack
+from sim.shared.protocol import SYS_UPLOAD_TOKEN, TokenType
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -334,7 +334,7 @@ async def test_the_stable_session_time_is_the_configs(mqtt_stack: SimStack, mqtt
 
 
 def test_a_negative_stable_session_time_is_refused() -> None:
-    from sim.client import ClientConfig
+    from sim.customer.client import ClientConfig
 
     with pytest.raises(ValueError, match="stable_session_s"):
         ClientConfig(

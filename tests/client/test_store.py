@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.client.store import StoredToken, TokenStore
-from sim.protocol import TokenType
+from sim.customer.client.store import StoredToken, TokenStore
+from sim.shared.protocol import TokenType
 
 
 def _tok(expire_ms: int = 1_800_000_600_000, token: str = "tok") -> StoredToken:

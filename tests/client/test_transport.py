@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from sim.client.errors import NetworkError, NotAuthorized
-from sim.client.transport import BrokerAddress, Connection, parse_broker_url
-from sim.pytest_plugin import SimStack
+from sim.customer.client.errors import NetworkError, NotAuthorized
+from sim.customer.client.transport import BrokerAddress, Connection, parse_broker_url
+from sim.harness.pytest_plugin import SimStack
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.clock import ManualClock
-from sim.stack import StackConfig, run_stack
+from sim.harness.stack import StackConfig, run_stack
+from sim.shared.clock import ManualClock
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -63,8 +63,8 @@ def test_plugin_costs_nothing_when_unused(tmp_path: Path) -> None:
         import sys
 
         def test_nothing_heavy_imported():
-            heavy = [m for m in ("sim.stack", "sim.client", "mock_broker", "amqtt", "gmqtt")
-                     if m in sys.modules]
+            heavy = [m for m in ("sim.harness.stack", "sim.customer.client", "mock_broker",
+                                 "amqtt", "gmqtt") if m in sys.modules]
             assert heavy == []
         """,
     )

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from sim.clock import ClockSpec, ManualClock, ScaledClock, SystemClock, clock_from_spec
+from sim.shared.clock import ClockSpec, ManualClock, ScaledClock, SystemClock, clock_from_spec
 
 
 def test_manual_clock_fires_due_timers_in_order_at_their_time():
@@ -71,7 +71,7 @@ def test_clock_spec():
 def test_clock_flags_parse_into_one_spec():
     import argparse
 
-    from sim.clock import add_clock_arguments, clock_spec_from_args
+    from sim.shared.clock import add_clock_arguments, clock_spec_from_args
 
     parser = argparse.ArgumentParser()
     add_clock_arguments(parser, manual_help="manual")
@@ -101,7 +101,7 @@ def test_clock_flags_parse_into_one_spec():
 def test_raise_nofile_limit_lifts_the_soft_limit_within_the_hard_one():
     import resource
 
-    from sim.limits import raise_nofile_limit
+    from sim.shared.limits import raise_nofile_limit
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 600:

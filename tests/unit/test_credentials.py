@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.protocol import (
+from sim.shared.protocol import (
     ExpireNotice,
     InvalidCode,
     InvalidCredentials,

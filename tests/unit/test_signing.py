@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.protocol import signing
+from sim.shared.protocol import signing
 
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "signatures.json").read_text())
 

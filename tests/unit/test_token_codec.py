@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mock_authserver.errors import TokenForged
-from mock_authserver.tokens import TokenClaims, TokenCodec, new_key, new_token_id
+from sim.shared.protocol import InvalidToken as TokenForged
+from sim.shared.protocol.tokens import TokenClaims, TokenCodec, new_key, new_token_id
 
 CLAIMS = TokenClaims(new_token_id(), "dev-ak", "mqtt-dev", frozenset({"R"}), ("a/+",), 10, 1)
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.protocol import InvalidTopic, covers, matches, validate_filter, validate_topic
+from sim.shared.protocol import InvalidTopic, covers, matches, validate_filter, validate_topic
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,113 @@
+"""``mqtt-token-sim appserver``: run the reference AppServer until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+from sim.shared.clock import ClockSpec, add_clock_arguments, clock_from_spec, clock_spec_from_args
+
+from .config import AppServerConfig
+from .errors import AppServerError
+
+__all__ = ["add_arguments", "config_from_args", "run"]
+
+log = logging.getLogger(__name__)
+_DEFAULTS = AppServerConfig()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = _DEFAULTS
+    parser.add_argument("--host", default=d.host, help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=int, default=d.port, help="0 picks a free port")
+    parser.add_argument("--authserver", default=d.authserver_url, help="AuthServer base URL")
+    parser.add_argument("--access-key", default=d.access_key, help="AccessKeyId to apply with")
+    parser.add_argument(
+        "--secret-key",
+        default=os.environ.get("MQTT_TOKEN_SIM_SECRET_KEY", d.secret_key),
+        help="AccessKeySecret (default: $MQTT_TOKEN_SIM_SECRET_KEY or the dev account's)",
+    )
+    parser.add_argument("--instance", default=d.instance_id, help="MQTT instance id")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".mqtt-token-sim/customer/appserver"),
+        help="directory of the SQLite store (default %(default)s)",
+    )
+    parser.add_argument("--accounts-file", type=Path, help='JSON {"accounts": [...]} to import')
+    parser.add_argument("--token-ttl", type=float, default=d.token_ttl_s, help="seconds")
+    parser.add_argument("--refresh-margin", type=float, default=d.refresh_margin_s, help="seconds")
+    parser.add_argument("--upstream-timeout", type=float, default=d.upstream_timeout_s)
+    parser.add_argument("--breaker-failures", type=int, default=d.breaker_failures)
+    parser.add_argument("--breaker-open", type=float, default=d.breaker_open_s, help="seconds")
+    parser.add_argument("--drain-rate", type=float, default=d.drain_rate_per_s, help="applies/s")
+    parser.add_argument("--drain-burst", type=int, default=d.drain_burst)
+    parser.add_argument(
+        "--no-serve-stale",
+        action="store_true",
+        help="answer 503 instead of a stale cached token when the AuthServer fails",
+    )
+    parser.add_argument(
+        "--password-hash-cost", type=int, default=d.password_hash_cost, help="scrypt log2 N"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of the jitter")
+    add_clock_arguments(parser, manual_help=None)
+
+
+def config_from_args(args: argparse.Namespace) -> AppServerConfig:
+    return AppServerConfig(
+        host=args.host,
+        port=args.port,
+        authserver_url=args.authserver,
+        access_key=args.access_key,
+        secret_key=args.secret_key,
+        instance_id=args.instance,
+        data_dir=args.data_dir,
+        accounts_file=args.accounts_file,
+        token_ttl_s=args.token_ttl,
+        refresh_margin_s=args.refresh_margin,
+        upstream_timeout_s=args.upstream_timeout,
+        breaker_failures=args.breaker_failures,
+        breaker_open_s=args.breaker_open,
+        drain_rate_per_s=args.drain_rate,
+        drain_burst=args.drain_burst,
+        serve_stale=not args.no_serve_stale,
+        password_hash_cost=args.password_hash_cost,
+        seed=args.seed,
+    )
+
+
+async def _serve(config: AppServerConfig, spec: ClockSpec) -> None:
+    from .runner import run_appserver
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with run_appserver(config, clock=clock_from_spec(spec)) as handle:
+        # Parsed by tests and the stack: keep the format.
+        print(f"appserver listening on {handle.url}", flush=True)
+        log.info("AppServer on %s, AuthServer %s", handle.url, config.authserver_url)
+        await stop.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+        spec = clock_spec_from_args(args)
+    except (AppServerError, ValueError) as exc:
+        log.error("invalid configuration: %s", exc)
+        return 2
+    try:
+        asyncio.run(_serve(config, spec))
+    except AppServerError as exc:
+        log.error("%s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot serve: %s", exc)
+        return 1
+    return 0
