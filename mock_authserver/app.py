@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from sim.shared.clock import Clock
+from sim.shared.net import is_loopback_peer
 
 from . import admin, legacy_api, openapi
 from .appkeys import (
@@ -62,14 +63,7 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("mock_authserver")
 
-_LOOPBACK = ("127.", "::1", "::ffff:127.")
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _is_loopback(request: web.Request) -> bool:
-    remote = request.remote or ""
-    return remote.startswith(_LOOPBACK) or remote == "localhost"
 
 
 def _from_http_exception(exc: web.HTTPException) -> AuthServerError:
@@ -91,7 +85,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if (
             wire_style(request.path) == "admin"
             and not request.app[CONFIG].admin_allow_remote
-            and not _is_loopback(request)
+            and not is_loopback_peer(request.remote)
         ):
             raise AdminForbidden("the admin API answers loopback peers only")
         response = await handler(request)

@@ -27,6 +27,7 @@ from sim.shared.protocol import (
     InvalidCode,
     InvalidNotice,
     TokenType,
+    is_sys_topic,
 )
 
 from .authority import Changes, TokenAuthority
@@ -157,7 +158,7 @@ class TokenBroker(HardenedBroker):
             return Screen.DROP
         if topic == SYS_UPLOAD_TOKEN:
             return await self._upload(handler, grant, data)
-        if topic.startswith("$SYS"):
+        if is_sys_topic(topic):
             # The broker's namespace: never routed; for a token client a resource mismatch.
             if grant.mode != "Token":
                 return Screen.DROP
@@ -189,7 +190,7 @@ class TokenBroker(HardenedBroker):
         # The broker publishes a will on the client's behalf: only where it could have.
         grant = grant_of(session)
         topic = session.will_topic or ""
-        if grant is None or (topic.startswith("$SYS") and grant.mode == "Token"):
+        if grant is None or (is_sys_topic(topic) and grant.mode == "Token"):
             return
         code = decide_publish(grant, topic)
         if code is not None:

@@ -95,7 +95,13 @@ from amqtt.session import (
 )
 from amqtt.utils import gen_client_id
 
-from sim.shared.protocol import InvalidTopic, matches, validate_filter, validate_topic
+from sim.shared.protocol import (
+    InvalidTopic,
+    is_sys_topic,
+    matches,
+    validate_filter,
+    validate_topic,
+)
 
 from .connect import MAX_CONNECT_BYTES, ConnectInfo, MalformedConnect, parse_connect
 
@@ -453,7 +459,7 @@ class HardenedBroker(Broker):  # type: ignore[misc]
     async def screen_publish(
         self, handler: HardenedHandler, topic: str, data: bytes, qos: int, retain: bool
     ) -> Screen:
-        if topic.startswith("$SYS/") or topic == "$SYS":
+        if is_sys_topic(topic):
             return Screen.DROP  # F4: the broker's namespace; never routed, loop goes on
         assert handler.session is not None
         if not await self._topic_filtering(handler.session, topic, Action.PUBLISH):

@@ -49,7 +49,7 @@ from hypothesis.stateful import (
 
 from sim.customer.client.errors import NotAuthorized, NotConnected
 from sim.shared.clock import ManualClock
-from sim.shared.protocol import covered_by_any, matches_any
+from sim.shared.protocol import covered_by_any, is_sys_topic, matches_any
 
 __all__ = ["DEFAULT_SETTINGS", "LoopBridge", "Model", "StackMachine", "TestStack", "run_machine"]
 
@@ -569,7 +569,7 @@ class StackMachine(RuleBasedStateMachine):
     def deliveries_inside_resources(self) -> None:
         for c in self.conns.values():
             for topic, _, readable in c.received:
-                if topic.startswith("$SYS/"):
+                if is_sys_topic(topic):
                     continue  # notices go to their client without a subscription
                 assert readable, f"{topic!r} delivered to {c.slot} outside {c.token}"
 

@@ -4,7 +4,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.shared.protocol import InvalidTopic, covers, matches, validate_filter, validate_topic
+from sim.shared.protocol import (
+    InvalidTopic,
+    covers,
+    is_sys_topic,
+    matches,
+    validate_filter,
+    validate_topic,
+)
 
 
 @pytest.mark.parametrize(
@@ -86,3 +93,18 @@ def test_covers_matches_brute_force(resource, topic_filter):
 @given(_filter_strategy())
 def test_every_filter_covers_itself(topic_filter):
     assert covers(topic_filter, topic_filter)
+
+
+@pytest.mark.parametrize(
+    ("topic", "expected"),
+    [
+        ("$SYS", True),
+        ("$SYS/uploadToken", True),
+        ("$SYSX", False),
+        ("$SYSX/a", False),
+        ("a/$SYS/b", False),
+        ("$sys/x", False),
+    ],
+)
+def test_is_sys_topic(topic: str, expected: bool) -> None:
+    assert is_sys_topic(topic) is expected

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from sim.shared.clock import Clock, SystemClock
+from sim.shared.net import is_loopback_peer
 from sim.shared.protocol import build_token_password, build_username
 
 from .config import AppServerConfig
@@ -86,22 +86,13 @@ def _error_response(
     return web.json_response(body, status=status, headers=headers)
 
 
-def _is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
-    try:
-        return ipaddress.ip_address(remote.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if (
             request.path.startswith("/admin")
             and not request.app[CONFIG].admin_remote
-            and not _is_loopback(request.remote)
+            and not is_loopback_peer(request.remote)
         ):
             raise Forbidden("the admin API answers loopback clients only")
         return await handler(request)

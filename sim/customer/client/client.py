@@ -43,6 +43,7 @@ from sim.shared.protocol import (
     ExpireNotice,
     InvalidNotice,
     UploadToken,
+    is_sys_topic,
     parse_actions,
     render_actions,
     validate_client_id,
@@ -634,7 +635,7 @@ class TokenClient:
             if reaction.discard_token:
                 self._discard(f"invalid notice {int(invalid.code)}")
             return
-        if msg.topic.startswith("$SYS/"):
+        if is_sys_topic(msg.topic):
             return  # other broker topics are not the application's
         self.counters.received += 1
         if self._on_message is not None:

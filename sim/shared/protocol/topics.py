@@ -16,8 +16,10 @@ from .errors import InvalidTopic
 
 __all__ = [
     "MAX_TOPIC_BYTES",
+    "SYS_PREFIX",
     "covered_by_any",
     "covers",
+    "is_sys_topic",
     "matches",
     "matches_any",
     "validate_filter",
@@ -25,6 +27,13 @@ __all__ = [
 ]
 
 MAX_TOPIC_BYTES = 65535
+#: The broker's namespace (SPEC §4 system topics).
+SYS_PREFIX = "$SYS/"
+
+
+def is_sys_topic(topic: str) -> bool:
+    """``$SYS`` itself or a topic under it; ``$SYSX`` is an ordinary ``$`` topic."""
+    return topic == "$SYS" or topic.startswith(SYS_PREFIX)
 
 
 def _check_common(text: str, what: str) -> None:
