@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from sim.customer.appserver.errors import UpstreamError
 from sim.customer.appserver.upstream import QueryResult
+
+if TYPE_CHECKING:
+    from sim.customer.appserver.service import TokenService
 
 CHEAP = 1  # scrypt cost for test accounts: the slow hash is tested on its own
 
@@ -20,6 +25,19 @@ async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(0.001)
+
+
+@contextlib.asynccontextmanager
+async def draining(service: TokenService) -> AsyncIterator[None]:
+    """Run the revocation queue's drain, as the app does in the background."""
+    task = asyncio.create_task(service.revocations.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await service.revocations.stop()
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:

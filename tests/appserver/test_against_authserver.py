@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from sim.customer.appserver.runner import run_appserver
+from sim.customer.appserver.upstream import LegacyTokenClient
 from sim.shared.clock import ManualClock
 from sim.shared.protocol import parse_token_password
 
@@ -254,22 +255,26 @@ async def test_disable_and_delete_revoke_upstream(tmp_path: Path) -> None:
         _, t1, _ = await s.ask(["fleet/a"], client_id="c1")
         _, t1w, _ = await s.ask(["devices/d1/cmd"], "W", client_id="c1")
         _, t2, _ = await s.ask(["fleet/a"], client_id="c2")
+        # Disable: the account stays (enabled=false), its tokens are taken away at once
+        # and revoked in the background (RevokeToken, within its 5/s).
         view = await s.put_account("c1", enabled=False)
-        assert view["enabled"] is False and view["revoked"] == 2 and view["pending"] == 0
+        assert view["enabled"] is False and view["dropped"] == 2 and view["queued"] == 2
         assert view["tokens"] == 0
         query = s.query_client()
         await query.start()
         try:
             for token in (t1["token"], t1w["token"]):
-                result = await query.query(token)
-                assert not result.valid and result.code == 3  # revoked
+                await until_revoked(query, token)
             assert (await query.query(t2["token"])).valid  # another account: untouched
             status, body, _ = await s.ask(["fleet/a"], client_id="c1")
             assert status == 403 and body["error"] == "account_disabled"
+            async with s.http.get(f"{s.app.url}/admin/accounts/c1") as resp:
+                assert resp.status == 200 and (await resp.json())["enabled"] is False
+            # Delete: the account is gone, its tokens too.
             async with s.http.delete(f"{s.app.url}/admin/accounts/c2") as resp:
                 assert resp.status == 200
-                assert await resp.json() == {"client_id": "c2", "revoked": 1, "pending": 0}
-            assert (await query.query(t2["token"])).code == 3
+                assert await resp.json() == {"client_id": "c2", "dropped": 1, "queued": 1}
+            await until_revoked(query, t2["token"])
         finally:
             await query.close()
         status, body, _ = await s.ask(["fleet/a"], client_id="c2")
@@ -278,17 +283,29 @@ async def test_disable_and_delete_revoke_upstream(tmp_path: Path) -> None:
             assert resp.status == 404
 
 
+async def until_revoked(query: LegacyTokenClient, token: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while (result := await query.query(token)).code != 3:
+        assert result.code == 200, result
+        assert time.monotonic() < deadline, "not revoked in time"
+        await asyncio.sleep(0.01)
+
+
 async def test_revocation_during_outage_is_retried(tmp_path: Path) -> None:
     clock = ManualClock()
-    async with stack(clock, tmp_path, revoke_retry_s=30) as s:
+    async with stack(clock, tmp_path, revoke_retry_s=30, revoke_retry_max_s=30) as s:
         await s.put_account()
         _, tok, _ = await s.ask(["fleet/a"])
         await s.fault(operation="revoke", kind="status", status=503)
         async with s.http.delete(f"{s.app.url}/admin/accounts/c1") as resp:
-            assert await resp.json() == {"client_id": "c1", "revoked": 0, "pending": 1}
+            assert await resp.json() == {"client_id": "c1", "dropped": 1, "queued": 1}
+        drain = s.app.service.revocations
+        await until(lambda: drain.parked_until is not None and drain.parked_until < 2e9)
         assert metric(await s.app_metrics(), "appserver_pending_revocations") == 1
+        text = await s.app_metrics()
+        assert metric(text, "appserver_upstream_revokes_total", result="error") == 1
         await s.clear_faults()
-        clock.advance(30)  # the retrier wakes up
+        clock.advance(30)  # past the jittered backoff (at most 30 s here)
         await until(lambda: not s.app.service.store.load_pending())
         query = s.query_client()
         await query.start()

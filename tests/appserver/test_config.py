@@ -46,6 +46,12 @@ def test_data_dir_string_becomes_a_path(tmp_path: Path) -> None:
         ("drain_burst", 0, "drain_burst"),
         ("drain_max_wait_s", -1, "drain_max_wait_s"),
         ("revoke_retry_s", 0, "revoke_retry_s"),
+        ("revoke_retry_max_s", 1, "revoke_retry_max_s"),
+        ("revoke_api", "rpc", "revoke_api"),
+        ("openapi_url", "onsmqtt.example", "openapi_url"),
+        ("revoke_limit", 0, "revoke_limit"),
+        ("revoke_limit", 2.5, "revoke_limit"),
+        ("revoke_window_s", 0, "revoke_window_s"),
         ("password_hash_cost", 0, "password_hash_cost"),
         ("credential_cache_s", 0, "credential_cache_s"),
         ("credential_cache_size", 0, "credential_cache_size"),
@@ -62,3 +68,45 @@ def test_invalid_values_name_the_field(field: str, value: object, fragment: str)
 def test_frozen() -> None:
     with pytest.raises(AttributeError):
         AppServerConfig().port = 1  # type: ignore[misc]
+
+
+def test_revoke_limit_defaults_to_the_documented_one_of_the_api() -> None:
+    from sim.customer.appserver.revocation import RevokeLimit
+
+    assert AppServerConfig().revoke_rate == RevokeLimit(5, 1.0)  # RevokeToken (SPEC §3b)
+    assert AppServerConfig(revoke_api="legacy").revoke_rate == RevokeLimit(1, 60.0)
+    assert AppServerConfig(revoke_limit=3).revoke_rate == RevokeLimit(3, 1.0)
+    assert AppServerConfig(revoke_window_s=2).revoke_rate == RevokeLimit(5, 2.0)
+    assert AppServerConfig().revoke_url == AppServerConfig().authserver_url
+    assert AppServerConfig(openapi_url="http://o:1").revoke_url == "http://o:1"
+    assert AppServerConfig(revoke_api="legacy", openapi_url="http://o:1").revoke_url == (
+        AppServerConfig().authserver_url
+    )
+
+
+def test_revocation_flags_reach_the_config() -> None:
+    import argparse
+
+    from sim.customer.appserver.cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--revoke-api=legacy",
+            "--openapi-url=http://127.0.0.1:9",
+            "--revoke-limit=2",
+            "--revoke-window=30",
+            "--revoke-retry=5",
+            "--revoke-retry-max=50",
+        ]
+    )
+    c = config_from_args(args)
+    assert (c.revoke_api, c.openapi_url, c.revoke_limit, c.revoke_window_s) == (
+        "legacy",
+        "http://127.0.0.1:9",
+        2,
+        30.0,
+    )
+    assert (c.revoke_retry_s, c.revoke_retry_max_s) == (5.0, 50.0)
+    assert config_from_args(parser.parse_args([])).revoke_api == "openapi"

@@ -128,8 +128,8 @@ async def test_accounts_admin_round_trip_and_bulk(tmp_path: Path) -> None:
                 "imported": 51,
                 "created": 50,
                 "updated": 1,
-                "revoked": 0,
-                "pending": 0,
+                "dropped": 0,
+                "queued": 0,
             }
         async with s.http.get(f"{s.app.url}/admin/accounts") as resp:
             accounts = (await resp.json())["accounts"]

@@ -5,6 +5,7 @@ the real mock AuthServer in test_against_authserver.py.)"""
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,6 @@ from sim.customer.appserver.config import AppServerConfig
 from sim.customer.appserver.errors import (
     AccountDisabled,
     BadRequest,
-    Forbidden,
     NotFound,
     ServiceUnavailable,
     Unauthorized,
@@ -24,7 +24,7 @@ from sim.customer.appserver.service import TokenService
 from sim.customer.appserver.store import Store
 from sim.shared.clock import ManualClock
 
-from .conftest import CHEAP, FakeUpstream, down, until
+from .conftest import CHEAP, FakeUpstream, down, draining, until
 
 GRANT = (Grant(("dev/#",), frozenset({"R", "W"})),)
 REQ = TokenRequest(frozenset({"R"}), ("dev/a",))
@@ -199,6 +199,12 @@ async def test_drain_wait_too_long_gives_503_with_the_wait() -> None:
     assert len(upstream.applies) == 1
 
 
+def parked(service: TokenService) -> float:
+    """Until when the drain waits (virtual s); inf while it works or awaits work."""
+    until_ = service.revocations.parked_until
+    return math.inf if until_ is None else until_
+
+
 async def test_disable_and_delete_revoke_and_drop() -> None:
     service, upstream, _ = make()
     await account(service)
@@ -207,12 +213,16 @@ async def test_disable_and_delete_revoke_and_drop() -> None:
     t1 = (await service.issue(acct, REQ)).token.token
     t2 = (await service.issue(acct, TokenRequest(frozenset({"W"}), ("dev/x",)))).token.token
     t3 = (await service.issue(service.accounts["c2"], REQ)).token.token
-    _, _, report = await service.put_account("c1", AccountBody(None, None, False))
-    assert (report.revoked, report.pending) == (2, 0)
-    assert sorted(upstream.revoked) == sorted([t1, t2])
-    assert [t.token for t in service.tokens.values()] == [t3]
-    report = await service.delete_account("c2")
-    assert report.revoked == 1 and not service.tokens and "c2" not in service.accounts
+    _, _, change = await service.put_account("c1", AccountBody(None, None, False))
+    assert (change.dropped, change.queued) == (2, 2)
+    assert [t.token for t in service.tokens.values()] == [t3]  # before any revoke
+    assert "c1" in service.accounts and not service.accounts["c1"].enabled  # kept
+    change = await service.delete_account("c2")
+    assert change.queued == 1 and not service.tokens and "c2" not in service.accounts
+    async with draining(service):
+        await until(lambda: len(upstream.revoked) == 3)
+    assert sorted(upstream.revoked) == sorted([t1, t2, t3])
+    assert len(service.revocations) == 0 and service.store.load_pending() == []
 
 
 async def test_narrowed_grants_revoke_tokens_outside_them() -> None:
@@ -222,24 +232,34 @@ async def test_narrowed_grants_revoke_tokens_outside_them() -> None:
     keep = (await service.issue(acct, REQ)).token.token
     lose = (await service.issue(acct, TokenRequest(frozenset({"W"}), ("dev/a",)))).token.token
     await service.put_account("c1", AccountBody(None, (Grant(("dev/#",), frozenset({"R"})),), None))
-    assert upstream.revoked == [lose]
     assert [t.token for t in service.tokens.values()] == [keep]
+    async with draining(service):
+        await until(lambda: upstream.revoked == [lose])
 
 
 async def test_failed_revocations_are_retried(tmp_path: Path) -> None:
-    service, upstream, _ = make(tmp_path)
+    service, upstream, clock = make(tmp_path, revoke_retry_s=30, revoke_retry_max_s=30)
     await account(service)
     token = (await service.issue(service.accounts["c1"], REQ)).token.token
     upstream.revoke_fail = down()
-    report = await service.delete_account("c1")
-    assert (report.revoked, report.pending) == (0, 1)
+    change = await service.delete_account("c1")
+    assert change.queued == 1
     assert not service.tokens  # never handed out again, even before the revoke lands
-    # The queue is durable: a restarted service retries it.
-    restarted = TokenService(service.config, service.clock, Store(service.config.db_path), upstream)
+    async with draining(service):
+        await until(lambda: parked(service) < math.inf)
+        # Jittered backoff: 30 s doubling, half of it fixed (capped here at 30 s).
+        assert clock.now() + 15 <= parked(service) <= clock.now() + 30
+    assert upstream.revoked == [] and len(service.revocations) == 1
+    # The queue is durable, with its retry schedule: a restarted service retries it then.
+    restarted = TokenService(service.config, clock, Store(service.config.db_path), upstream)
+    [queued] = restarted.store.load_pending()
+    assert queued.attempts == 1 and queued.not_before_ms > clock.now_ms()
     upstream.revoke_fail = None
-    report = await restarted.retry_pending()
-    assert (report.revoked, report.pending) == (1, 0)
-    assert upstream.revoked == [token]
+    async with draining(restarted):
+        await until(lambda: parked(restarted) < math.inf)
+        assert upstream.revoked == []  # not before its time
+        clock.advance(30)
+        await until(lambda: upstream.revoked == [token])
     assert restarted.store.load_pending() == []
 
 
@@ -252,9 +272,11 @@ async def test_account_disabled_during_apply_gets_no_token() -> None:
     await until(lambda: bool(upstream.applies))
     await service.put_account("c1", AccountBody(None, None, False))
     upstream.gate.set()
-    with pytest.raises(Forbidden):
+    with pytest.raises(AccountDisabled):
         await ask
-    assert upstream.revoked == ["tok-1"] and not service.tokens
+    assert not service.tokens
+    async with draining(service):
+        await until(lambda: upstream.revoked == ["tok-1"])
 
 
 async def test_restart_keeps_the_cache(tmp_path: Path) -> None:

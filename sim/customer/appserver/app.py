@@ -3,9 +3,10 @@
 Routes (described by :mod:`sim.customer.appserver.openapi`, served at ``/openapi.json``):
 
     POST   /v1/tokens                  Basic auth; {"resources", "actions"}
-    PUT    /admin/accounts/{client_id} {"secret", "grants", "enabled"}
+    PUT    /admin/accounts/{client_id} {"secret", "grants", "enabled"} ({"enabled": false}
+                                       disables: the account stays, its tokens are revoked)
     GET    /admin/accounts/{client_id}
-    DELETE /admin/accounts/{client_id} revokes the account's tokens upstream
+    DELETE /admin/accounts/{client_id} removes the account; its tokens are revoked
     GET    /admin/accounts
     POST   /admin/accounts:bulk        {"accounts": [...]}
     GET    /admin/health
@@ -46,7 +47,7 @@ from .policy import (
 )
 from .service import Issued, TokenService
 from .store import Store
-from .upstream import LegacyTokenClient, Upstream
+from .upstream import LegacyTokenClient, OpenApiRevokeClient, Revoker, Upstream
 
 __all__ = ["CLOCK", "CONFIG", "METRICS", "SERVICE", "create_app"]
 
@@ -193,8 +194,8 @@ async def put_account(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     client_id = validate_client_id(request.match_info["client_id"])
     body = parse_account_body(await _json_body(request))
-    _, created, report = await service.put_account(client_id, body)
-    view = _account_view(service, client_id) | report.to_json()
+    _, created, change = await service.put_account(client_id, body)
+    view = _account_view(service, client_id) | change.to_json()
     return web.json_response(view, status=201 if created else 200)
 
 
@@ -209,8 +210,8 @@ async def get_account(request: web.Request) -> web.Response:
 async def delete_account(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     client_id = validate_client_id(request.match_info["client_id"])
-    report = await service.delete_account(client_id)
-    return web.json_response({"client_id": client_id, **report.to_json()})
+    change = await service.delete_account(client_id)
+    return web.json_response({"client_id": client_id, **change.to_json()})
 
 
 async def list_accounts(request: web.Request) -> web.Response:
@@ -255,18 +256,20 @@ async def openapi(request: web.Request) -> web.Response:
 # -- background work -----------------------------------------------------------------------
 
 
-def _upstream_ctx(upstream: Upstream) -> Callable[[web.Application], AsyncIterator[None]]:
+def _upstream_ctx(*clients: object) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        start = getattr(upstream, "start", None)
-        close = getattr(upstream, "close", None)
-        if start is not None:
-            await start()
+        for client in clients:
+            start = getattr(client, "start", None)
+            if start is not None:
+                await start()
         try:
             yield
         finally:
             await app[SERVICE].close()
-            if close is not None:
-                await close()
+            for client in clients:
+                close = getattr(client, "close", None)
+                if close is not None:
+                    await close()
 
     return ctx
 
@@ -285,22 +288,15 @@ async def _accounts_file_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _revocation_retrier(app: web.Application) -> AsyncIterator[None]:
-    service, clock, every = app[SERVICE], app[CLOCK], app[CONFIG].revoke_retry_s
-
-    async def loop() -> None:
-        while True:
-            await clock.sleep(every)
-            try:
-                await service.retry_pending()
-            except Exception:
-                log.exception("retrying pending revocations failed")
-
-    task = asyncio.get_running_loop().create_task(loop())
+async def _revocation_drain(app: web.Application) -> AsyncIterator[None]:
+    """The revocation queue drains in the background while the app runs."""
+    drain = app[SERVICE].revocations
+    task = asyncio.get_running_loop().create_task(drain.run())
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    await drain.stop()
 
 
 def create_app(
@@ -313,20 +309,19 @@ def create_app(
     clock = clock or SystemClock()
     own_store = store is None
     store = store if store is not None else Store(config.db_path)
+    revoker: Revoker | None = None
     if upstream is None:
-        upstream = LegacyTokenClient(
-            config.authserver_url,
-            config.access_key,
-            config.secret_key,
-            config.instance_id,
-            timeout_s=config.upstream_timeout_s,
-        )
+        account = (config.access_key, config.secret_key, config.instance_id)
+        timeout_s = config.upstream_timeout_s
+        upstream = LegacyTokenClient(config.authserver_url, *account, timeout_s=timeout_s)
+        if config.revoke_api == "openapi":
+            revoker = OpenApiRevokeClient(config.revoke_url, *account, timeout_s=timeout_s)
     app_metrics = Metrics()
     app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[CLOCK] = clock
     app[METRICS] = app_metrics
-    app[SERVICE] = TokenService(config, clock, store, upstream, app_metrics)
+    app[SERVICE] = TokenService(config, clock, store, upstream, app_metrics, revoker=revoker)
     app[OUTCOMES] = {
         outcome: app_metrics.requests.labels(outcome)
         for outcome in ("cached", "issued", "stale", "error", *_OUTCOMES.values())
@@ -341,9 +336,9 @@ def create_app(
     app.router.add_get("/admin/health", health)
     app.router.add_get("/admin/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
-    app.cleanup_ctx.append(_upstream_ctx(upstream))
+    app.cleanup_ctx.append(_upstream_ctx(upstream, revoker))
     app.cleanup_ctx.append(_accounts_file_ctx)
-    app.cleanup_ctx.append(_revocation_retrier)
+    app.cleanup_ctx.append(_revocation_drain)
 
     async def stop_flights(app: web.Application) -> None:
         # Before the server waits for open requests: release those parked on a flight.

@@ -52,6 +52,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer 503 instead of a stale cached token when the AuthServer fails",
     )
     parser.add_argument(
+        "--revoke-api",
+        choices=["openapi", "legacy"],
+        default=d.revoke_api,
+        help="revoke with the OpenAPI's RevokeToken (5/s) or the legacy /token/revoke "
+        "(1/min) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--openapi-url", default=None, help="OpenAPI endpoint (default: the --authserver URL)"
+    )
+    parser.add_argument(
+        "--revoke-limit",
+        type=int,
+        default=None,
+        help="revokes per --revoke-window at most (default: the provider's limit of the API)",
+    )
+    parser.add_argument("--revoke-window", type=float, default=None, help="seconds")
+    parser.add_argument(
+        "--revoke-retry", type=float, default=d.revoke_retry_s, help="backoff base, seconds"
+    )
+    parser.add_argument(
+        "--revoke-retry-max", type=float, default=d.revoke_retry_max_s, help="backoff cap, seconds"
+    )
+    parser.add_argument(
         "--password-hash-cost", type=int, default=d.password_hash_cost, help="scrypt log2 N"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the jitter")
@@ -76,6 +99,12 @@ def config_from_args(args: argparse.Namespace) -> AppServerConfig:
         drain_rate_per_s=args.drain_rate,
         drain_burst=args.drain_burst,
         serve_stale=not args.no_serve_stale,
+        revoke_api=args.revoke_api,
+        openapi_url=args.openapi_url,
+        revoke_limit=args.revoke_limit,
+        revoke_window_s=args.revoke_window,
+        revoke_retry_s=args.revoke_retry,
+        revoke_retry_max_s=args.revoke_retry_max,
         password_hash_cost=args.password_hash_cost,
         seed=args.seed,
     )

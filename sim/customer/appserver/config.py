@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .policy import MAX_TTL_S, MIN_TTL_S
+from .revocation import PROVIDER_REVOKE_LIMITS, RevokeApi, RevokeLimit
 
 __all__ = ["AppServerConfig"]
 
@@ -69,8 +70,24 @@ class AppServerConfig:
     drain_max_wait_s: float = 2.0
     #: Serve the last valid cached token (``"stale": true``) when the AuthServer fails.
     serve_stale: bool = True
-    #: Retry interval of upstream revocations that failed (virtual seconds).
+    # -- revocation (revocation, revoker, upstream) ---------------------------------------
+    #: Which API revokes: ``"openapi"`` (``RevokeToken``, V3-signed, 5/s per account) or
+    #: ``"legacy"`` (``/token/revoke``, 1/min per account) -- SPEC §3b; why the default
+    #: is the OpenAPI: docs/appserver.md "Revocation queue".
+    revoke_api: RevokeApi = "openapi"
+    #: Base URL of the OpenAPI endpoint (``RevokeToken`` at its ``/``); ``None``: the
+    #: ``authserver_url`` (the mock serves both styles on one port).
+    openapi_url: str | None = None
+    #: Revokes sent at most per ``revoke_window_s``; ``None``: the provider's documented
+    #: limit of ``revoke_api`` (5 per 1 s, or 1 per 60 s).
+    revoke_limit: int | None = None
+    revoke_window_s: float | None = None
+    #: Backoff of a revoke that failed (timeout, refused connection, 5xx): jittered,
+    #: doubling from this (virtual seconds).  A throttled revoke backs off from the
+    #: limit's window instead.
     revoke_retry_s: float = 30.0
+    #: Cap of that backoff.
+    revoke_retry_max_s: float = 600.0
     # -- client authentication (passwords) ----------------------------------------------------
     #: scrypt cost: N = 2**cost.  14 (16 MiB, tens of ms) for production-like runs;
     #: fleets of thousands of simulated accounts may lower it.
@@ -140,9 +157,41 @@ class AppServerConfig:
             )
         if self.max_body_bytes < 1024:
             raise ConfigError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
+        if self.revoke_api not in PROVIDER_REVOKE_LIMITS:
+            raise ConfigError(f"revoke_api must be 'openapi' or 'legacy', got {self.revoke_api!r}")
+        if self.openapi_url is not None:
+            url = urlsplit(self.openapi_url)
+            if url.scheme not in ("http", "https") or not url.netloc:
+                raise ConfigError(f"openapi_url must be an http(s) URL, got {self.openapi_url!r}")
+        if self.revoke_limit is not None and (
+            isinstance(self.revoke_limit, bool)
+            or not isinstance(self.revoke_limit, int)
+            or self.revoke_limit < 1
+        ):
+            raise ConfigError(f"revoke_limit must be an integer >= 1, got {self.revoke_limit!r}")
+        if self.revoke_window_s is not None and not self.revoke_window_s > 0:
+            raise ConfigError(f"revoke_window_s must be > 0, got {self.revoke_window_s}")
+        if self.revoke_retry_max_s < self.revoke_retry_s:
+            raise ConfigError("revoke_retry_max_s must be >= revoke_retry_s")
         for name in ("serve_stale", "admin_remote"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
+
+    @property
+    def revoke_rate(self) -> RevokeLimit:
+        """The revoke limit in force: the provider's for ``revoke_api`` unless set."""
+        documented = PROVIDER_REVOKE_LIMITS[self.revoke_api]
+        return RevokeLimit(
+            self.revoke_limit if self.revoke_limit is not None else documented.count,
+            self.revoke_window_s if self.revoke_window_s is not None else documented.window_s,
+        )
+
+    @property
+    def revoke_url(self) -> str:
+        """Where revokes go: the OpenAPI endpoint, or the legacy token API's base."""
+        if self.revoke_api == "openapi" and self.openapi_url is not None:
+            return self.openapi_url
+        return self.authserver_url
 
     @property
     def db_path(self) -> Path | None:

@@ -78,19 +78,27 @@ class UpstreamError(AppServerError):
     """The AuthServer did not give a usable answer.
 
     ``reason`` is one of ``timeout``, ``connect`` (refused/unreachable), ``reset``,
-    ``http`` (an HTTP error status), ``provider`` (a JSON answer with ``success:
-    false``; ``provider_code`` holds its code), ``protocol`` (unparseable answer),
-    ``breaker`` (not tried: the circuit is open), ``throttled`` (not tried: local
-    drain limit).
+    ``http`` (an HTTP error status), ``provider`` (an error answer: ``provider_code``
+    holds a legacy code, ``error_code`` an OpenAPI ``Code``), ``throttled`` (the
+    AuthServer throttled the call: SPEC §3b rate limits), ``protocol`` (unparseable
+    answer).
     """
 
     http_status = 502
     code = "upstream_error"
 
-    def __init__(self, message: str, *, reason: str, provider_code: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        provider_code: int | None = None,
+        error_code: str | None = None,
+    ):
         super().__init__(message)
         self.reason = reason
         self.provider_code = provider_code
+        self.error_code = error_code
 
 
 class ServiceUnavailable(AppServerError):

@@ -41,8 +41,14 @@ class Metrics:
         )
         self.upstream_revokes = Counter(
             "appserver_upstream_revokes",
-            "revocations by result: ok, pending (will be retried)",
+            "revokes sent to the AuthServer, by result: ok, gone (dead already), refused "
+            "(never possible: dropped), throttled and error (both retried later)",
             ["result"],
+            registry=r,
+        )
+        self.revocations_expired = Counter(
+            "appserver_revocations_expired",
+            "queued revocations dropped unsent: the token expired first",
             registry=r,
         )
         self.stale_served = Counter(
@@ -64,7 +70,9 @@ class Metrics:
         self.cached_tokens = Gauge("appserver_cached_tokens", "tokens in the cache", registry=r)
         self.accounts = Gauge("appserver_accounts", "local accounts", registry=r)
         self.pending_revocations = Gauge(
-            "appserver_pending_revocations", "revocations waiting to be retried", registry=r
+            "appserver_pending_revocations",
+            "the revocation queue: revocations not yet settled (queued or in flight)",
+            registry=r,
         )
 
     def set_breaker(self, state: BreakerState) -> None:

@@ -32,12 +32,14 @@ _CLIENT_ID = {
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_\\-.@]{1,128}$"},
 }
 _JSON = "application/json"
+_DROPPED = "cached tokens taken away by this change (never served again)"
+_QUEUED = "of those, queued for upstream revocation (drained in the background)"
 
 
 def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
     ref = "#/components/schemas/"
     account_out = {"content": {_JSON: {"schema": {"$ref": ref + "Account"}}}}
-    revoke = {"content": {_JSON: {"schema": {"$ref": ref + "RevokeReport"}}}}
+    deleted = {"content": {_JSON: {"schema": {"$ref": ref + "Deleted"}}}}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -120,16 +122,16 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
                         "grants": {"type": "array", "items": {"$ref": ref + "Grant"}},
                         "enabled": {"type": "boolean"},
                         "tokens": {"type": "integer"},
-                        "revoked": {"type": "integer"},
-                        "pending": {"type": "integer"},
+                        "dropped": {"type": "integer", "description": _DROPPED},
+                        "queued": {"type": "integer", "description": _QUEUED},
                     },
                 },
-                "RevokeReport": {
+                "Deleted": {
                     "type": "object",
                     "properties": {
                         "client_id": {"type": "string"},
-                        "revoked": {"type": "integer"},
-                        "pending": {"type": "integer"},
+                        "dropped": {"type": "integer", "description": _DROPPED},
+                        "queued": {"type": "integer", "description": _QUEUED},
                     },
                 },
             },
@@ -161,7 +163,11 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
             "/admin/accounts/{client_id}": {
                 "parameters": [_CLIENT_ID],
                 "put": {
-                    "summary": "Create or update an account (revokes tokens it may no longer hold)",
+                    "summary": (
+                        'Create or update an account. Disable: {"enabled": false} (the '
+                        "account stays; its tokens are taken away and revoked). Tokens that "
+                        "narrowed grants no longer cover are taken away too."
+                    ),
                     "requestBody": {
                         "required": True,
                         "content": {_JSON: {"schema": {"$ref": ref + "AccountPut"}}},
@@ -180,9 +186,12 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
                     },
                 },
                 "delete": {
-                    "summary": "Delete an account, revoking its tokens upstream",
+                    "summary": (
+                        "Delete an account: secret and grants are gone (the id answers 401, "
+                        "and may be created again); its tokens are taken away and revoked"
+                    ),
                     "responses": {
-                        "200": {"description": "deleted", **revoke},
+                        "200": {"description": "deleted", **deleted},
                         "404": _error("no such account"),
                     },
                 },
@@ -195,7 +204,10 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
             },
             "/admin/accounts:bulk": {
                 "post": {
-                    "summary": "Create or update many accounts at once (all or none)",
+                    "summary": (
+                        "Create or update many accounts at once: all valid or none, committed "
+                        "in one transaction with the tokens they take away"
+                    ),
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -224,7 +236,7 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "200": {"description": "{imported, created, updated, revoked, pending}"},
+                        "200": {"description": "{imported, created, updated, dropped, queued}"},
                         "400": _error("an invalid entry (named by index)"),
                     },
                 }

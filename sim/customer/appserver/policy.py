@@ -44,6 +44,7 @@ __all__ = [
     "Grant",
     "TokenKey",
     "TokenRequest",
+    "allows",
     "check_acl",
     "choose_expire_ms",
     "has_enough_life",
@@ -256,6 +257,12 @@ class Account:
             "grants": [g.to_json() for g in self.grants],
             "enabled": self.enabled,
         }
+
+
+def allows(account: Account | None, request: TokenRequest) -> bool:
+    """The account exists, is enabled, and its grants cover ``request``: a cached token
+    for it may be handed out (the cache's invariant, docs/appserver.md)."""
+    return account is not None and account.enabled and is_allowed(account.grants, request)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,20 @@
 """The AppServer's behaviour, free of HTTP: authenticate, check the ACL, answer from
-the cache, apply upstream once per key, fall back to stale tokens, revoke.
+the cache, apply upstream once per key, fall back to stale tokens, change accounts.
 
 State lives in memory (accounts, the token cache) and is written through to the
 :class:`~sim.customer.appserver.store.Store` -- committed before any answer depends on it.
 Decisions are the pure functions of :mod:`~sim.customer.appserver.policy` and
 :mod:`~sim.customer.appserver.resilience`; time comes from the clock handed in.
+
+The cache's invariant: every cached token is allowed by its account's current grants
+(:func:`~sim.customer.appserver.policy.allows`).  An account change (one account, a
+bulk import, a delete) keeps it atomically: one store transaction holds the new
+accounts, the cache rows they no longer allow and the revocations that must follow,
+and the in-memory state follows the commit with no ``await`` in between -- so from the
+commit on, no request is served a token the new grants do not allow.  The revocations
+themselves drain in the background (:mod:`~sim.customer.appserver.revoker`) at the
+provider's revoke limit.  At start the cache is checked against the loaded accounts
+again (docs/appserver.md "Account changes").
 
 Single-flight: concurrent asks for one key share one :class:`asyncio.Task` (the
 first ask creates it, the others await it shielded, so a client hanging up cannot
@@ -19,7 +29,7 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,27 +54,25 @@ from .policy import (
     Grant,
     TokenKey,
     TokenRequest,
+    allows,
     check_acl,
     choose_expire_ms,
     has_enough_life,
-    is_allowed,
     is_valid,
     parse_account_body,
     validate_client_id,
 )
 from .resilience import BreakerState, CircuitBreaker, TokenBucket, retry_after
+from .revocation import Revocation
+from .revoker import RevocationDrain
 from .store import Store
-from .upstream import Upstream
+from .upstream import Revoker, Upstream
 
-__all__ = ["Issued", "RevokeReport", "TokenService"]
+__all__ = ["Change", "Issued", "TokenService"]
 
 log = logging.getLogger(__name__)
 
-#: Provider codes after which retrying a revoke is pointless: the token is dead already
-#: (1 forged, 2 expired, 3 revoked) or can never be revoked by us (410).
-_DEAD_TOKEN_CODES = frozenset({1, 2, 3, 410})
 MAX_BULK = 10_000
-_REVOKE_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -78,12 +86,15 @@ class Issued:
 
 
 @dataclass(frozen=True)
-class RevokeReport:
-    revoked: int  # revoked upstream (or already dead there)
-    pending: int  # queued; retried every ``revoke_retry_s``
+class Change:
+    """What an account change took away: cached tokens ``dropped`` (never served
+    again), of which ``queued`` for upstream revocation (the others had expired)."""
+
+    dropped: int
+    queued: int
 
     def to_json(self) -> dict[str, int]:
-        return {"revoked": self.revoked, "pending": self.pending}
+        return {"dropped": self.dropped, "queued": self.queued}
 
 
 class TokenService:
@@ -94,7 +105,10 @@ class TokenService:
         store: Store,
         upstream: Upstream,
         metrics: Metrics | None = None,
+        *,
+        revoker: Revoker | None = None,
     ):
+        """``revoker`` sends revocations (default: ``upstream``)."""
         self.config = config
         self.clock = clock
         self.store = store
@@ -106,6 +120,10 @@ class TokenService:
         self._by_account: dict[str, set[TokenKey]] = {}
         for cached in store.load_tokens():
             self._cache_put(cached)
+        self.revocations = RevocationDrain(
+            config, clock, store, revoker or upstream, self.metrics, self.rng
+        )
+        self._recheck_cache()
         self.breaker = CircuitBreaker(
             config.breaker_failures,
             config.breaker_open_s,
@@ -180,7 +198,21 @@ class TokenService:
             task.add_done_callback(functools.partial(self._flight_done, key))
         else:
             self.metrics.singleflight_joined.inc()
-        return await asyncio.shield(task)
+        issued = await asyncio.shield(task)
+        # The account may have changed while this ask waited (for a drain slot, for the
+        # apply, for another ask's flight): answer by its grants of now.
+        if not allows(self.accounts.get(key.account), key.request):
+            self._refuse(key)
+        return issued
+
+    def _refuse(self, key: TokenKey) -> None:
+        account = self.accounts.get(key.account)
+        if account is None:
+            raise Unauthorized("unknown client id or wrong secret")
+        if not account.enabled:
+            raise AccountDisabled(f"account {key.account!r} is disabled")
+        check_acl(account.grants, key.request)
+        raise Forbidden("the account changed while its token was being applied")
 
     def _flight_done(self, key: TokenKey, task: asyncio.Task[Issued]) -> None:
         if self._inflight.get(key) is task:
@@ -190,14 +222,13 @@ class TokenService:
 
     async def _obtain(self, key: TokenKey) -> Issued:
         """The single flight of ``key``: one upstream apply, or the fallback."""
-        cached = self.tokens.get(key)
         now = self.clock.now()
         if self.breaker.state(now) is BreakerState.OPEN:
-            return self._fallback(cached, "circuit open", self.breaker.retry_in(now))
+            return self._fallback(key, "circuit open", self.breaker.retry_in(now))
         wait = self.bucket.reserve(now, self.config.drain_max_wait_s)
         if wait is None:
             backlog = (1.0 - self.bucket.available(now)) / self.bucket.rate
-            return self._fallback(cached, "draining backlog", backlog)
+            return self._fallback(key, "draining backlog", backlog)
         if wait > 0:
             self.draining += 1
             try:
@@ -206,7 +237,7 @@ class TokenService:
                 self.draining -= 1
         now = self.clock.now()
         if not self.breaker.allow(now):
-            return self._fallback(cached, "circuit open", self.breaker.retry_in(now))
+            return self._fallback(key, "circuit open", self.breaker.retry_in(now))
         now_ms = self.clock.now_ms()
         expire_ms = choose_expire_ms(now_ms, self.config.token_ttl_s)
         self.metrics.upstream_applies.inc()
@@ -216,23 +247,24 @@ class TokenService:
             self.breaker.record_failure(self.clock.now())
             self.metrics.upstream_errors.labels("apply", exc.reason).inc()
             log.warning("token apply failed upstream (%s): %s", exc.reason, exc.message)
-            return self._fallback(cached, exc.reason, self.breaker.retry_in(self.clock.now()))
+            return self._fallback(key, exc.reason, self.breaker.retry_in(self.clock.now()))
         except BaseException:
             self.breaker.release(self.clock.now())
             raise
         self.breaker.record_success(self.clock.now())
         fresh = CachedToken(key, token, expire_ms, now_ms)
-        account = self.accounts.get(key.account)
-        if account is None or not account.enabled or not is_allowed(account.grants, key.request):
+        if not allows(self.accounts.get(key.account), key.request):
             # Disabled, deleted or narrowed while we were applying: never hand it out.
-            await self._drop_and_revoke([fresh], persisted=False)
-            raise Forbidden("the account changed while its token was being applied")
+            self._take_out([fresh], cached=False)
+            self._refuse(key)
         self.store.put_token(fresh)  # committed before anyone is answered
         self._cache_put(fresh)
         return Issued(fresh, "issued")
 
-    def _fallback(self, cached: CachedToken | None, reason: str, retry_in: float) -> Issued:
-        """Disaster recovery: the last valid token (stale) or a 503 with Retry-After."""
+    def _fallback(self, key: TokenKey, reason: str, retry_in: float) -> Issued:
+        """Disaster recovery: the last valid token (stale) or a 503 with Retry-After.
+        The cache is read now, not before the waits: a token dropped meanwhile is gone."""
+        cached = self.tokens.get(key)
         if (
             self.config.serve_stale
             and cached is not None
@@ -274,10 +306,8 @@ class TokenService:
     async def _hash(self, secret: str) -> str:
         return str(await self._run_blocking(hash_secret, secret, self.config.password_hash_cost))
 
-    async def put_account(
-        self, client_id: str, body: AccountBody
-    ) -> tuple[Account, bool, RevokeReport]:
-        """Create or update; tokens the account may no longer hold are revoked."""
+    async def put_account(self, client_id: str, body: AccountBody) -> tuple[Account, bool, Change]:
+        """Create or update; tokens the account may no longer hold are taken out."""
         validate_client_id(client_id)
         existing = self.accounts.get(client_id)
         if existing is None and body.secret is None:
@@ -285,12 +315,8 @@ class TokenService:
         secret_hash = await self._hash(body.secret) if body.secret is not None else None
         existing = self.accounts.get(client_id)  # may have changed while hashing
         account = self._merge(client_id, existing, secret_hash, body)
-        self.store.put_accounts([account])
-        self.accounts[client_id] = account
-        if existing is not None and existing.secret_hash != account.secret_hash:
-            self.verified.forget(client_id)
-        report = await self._enforce(account)
-        return account, existing is None, report
+        change = self._change([(existing, account)])
+        return account, existing is None, change
 
     @staticmethod
     def _merge(
@@ -308,24 +334,16 @@ class TokenService:
             secret_hash = existing.secret_hash
         return Account(client_id, secret_hash, grants, enabled)
 
-    async def _enforce(self, account: Account) -> RevokeReport:
-        drop = [
-            t
-            for t in self._tokens_of(account.client_id)
-            if not account.enabled or not is_allowed(account.grants, t.key.request)
-        ]
-        return await self._drop_and_revoke(drop)
-
-    async def delete_account(self, client_id: str) -> RevokeReport:
+    async def delete_account(self, client_id: str) -> Change:
+        """Remove the account (secret, grants); its tokens are taken out and revoked."""
         if client_id not in self.accounts:
             raise NotFound(f"no account {client_id!r}")
-        self.store.delete_account(client_id)
-        del self.accounts[client_id]
         self.verified.forget(client_id)
-        return await self._drop_and_revoke(self._tokens_of(client_id))
+        return self._take_out(self._tokens_of(client_id), deleted=[client_id])
 
     async def bulk_import(self, items: object) -> dict[str, int]:
-        """``[{"client_id", "secret", "grants", "enabled"}, ...]``: all valid or none."""
+        """``[{"client_id", "secret", "grants", "enabled"}, ...]``: all valid or none, and
+        all committed at once (grants and what they take away: one transaction)."""
         if not isinstance(items, list):
             raise BadRequest("accounts must be a list")
         if len(items) > MAX_BULK:
@@ -349,85 +367,81 @@ class TokenService:
         hashes = await asyncio.gather(
             *(self._hash(b.secret) if b.secret is not None else _none() for b in parsed.values())
         )
+        # From here on, no await until the commit: the merge reads the accounts of now.
         merged = []
-        created = 0
         for (client_id, body), secret_hash in zip(parsed.items(), hashes, strict=True):
             existing = self.accounts.get(client_id)
-            created += existing is None
             merged.append((existing, self._merge(client_id, existing, secret_hash, body)))
-        self.store.put_accounts([a for _, a in merged])
-        revoked = pending = 0
-        for existing, account in merged:
-            self.accounts[account.client_id] = account
-            if existing is not None and existing.secret_hash != account.secret_hash:
-                self.verified.forget(account.client_id)
-            if existing is not None:
-                report = await self._enforce(account)
-                revoked += report.revoked
-                pending += report.pending
+        change = self._change(merged)
+        created = sum(existing is None for existing, _ in merged)
         return {
             "imported": len(merged),
             "created": created,
             "updated": len(merged) - created,
-            "revoked": revoked,
-            "pending": pending,
+            **change.to_json(),
         }
 
-    # -- revocation ------------------------------------------------------------------------------
+    def _change(self, merged: Sequence[tuple[Account | None, Account]]) -> Change:
+        """Commit new versions of accounts with the tokens they no longer allow."""
+        dropped = [
+            t
+            for _, account in merged
+            for t in self._tokens_of(account.client_id)
+            if not allows(account, t.key.request)
+        ]
+        change = self._take_out(dropped, accounts=[a for _, a in merged])
+        for existing, account in merged:
+            if existing is not None and existing.secret_hash != account.secret_hash:
+                self.verified.forget(account.client_id)
+        return change
 
-    async def _drop_and_revoke(
-        self, tokens: Sequence[CachedToken], *, persisted: bool = True
-    ) -> RevokeReport:
-        """Drop from the cache and queue for revocation (one commit), then revoke."""
-        if not tokens:
-            return RevokeReport(0, 0)
+    # -- taking tokens out -----------------------------------------------------------------
+
+    def _take_out(
+        self,
+        tokens: Sequence[CachedToken],
+        *,
+        accounts: Sequence[Account] = (),
+        deleted: Sequence[str] = (),
+        cached: bool = True,
+    ) -> Change:
+        """One transaction: the account changes, the cache rows of ``tokens`` removed and
+        the still-valid ones queued for revocation; then memory follows, no ``await``
+        in between.  ``cached=False``: tokens that never reached the cache."""
         now_ms = self.clock.now_ms()
-        for t in tokens:
-            if self.tokens.get(t.key) is t:
-                self._cache_drop(t.key)
-        if persisted:
-            self.store.drop_tokens(tokens, revoke=True, now_ms=now_ms)
-        else:
+        revoke = [
+            Revocation(t.token, t.key.account, t.expire_ms) for t in tokens if t.expire_ms > now_ms
+        ]
+        self.store.commit(
+            accounts=accounts, deleted=deleted, dropped=tokens if cached else (), revoke=revoke
+        )
+        for account in accounts:
+            self.accounts[account.client_id] = account
+        for client_id in deleted:
+            self.accounts.pop(client_id, None)
+        if cached:
             for t in tokens:
-                self.store.add_pending(t.token, t.key.account, t.expire_ms)
-        live = [(t.token, t.key.account, t.expire_ms) for t in tokens if t.expire_ms > now_ms]
-        return await self._revoke(live)
+                if self.tokens.get(t.key) is t:
+                    self._cache_drop(t.key)
+        self.revocations.add(revoke)
+        return Change(len(tokens), len(revoke))
 
-    async def _revoke(self, items: Iterable[tuple[str, str, int]]) -> RevokeReport:
-        items = list(items)
-        sem = asyncio.Semaphore(_REVOKE_CONCURRENCY)
-
-        async def one(token: str) -> bool:
-            if self.breaker.state(self.clock.now()) is BreakerState.OPEN:
-                return False
-            async with sem:
-                try:
-                    await self.upstream.revoke(token)
-                except UpstreamError as exc:
-                    if exc.reason == "provider" and exc.provider_code in _DEAD_TOKEN_CODES:
-                        return True
-                    self.metrics.upstream_errors.labels("revoke", exc.reason).inc()
-                    return False
-            return True
-
-        results = await asyncio.gather(*(one(token) for token, _, _ in items))
-        done = [token for (token, _, _), ok in zip(items, results, strict=True) if ok]
-        self.store.delete_pending(done)
-        failed = len(items) - len(done)
-        if done:
-            self.metrics.upstream_revokes.labels("ok").inc(len(done))
-        if failed:
-            self.metrics.upstream_revokes.labels("pending").inc(failed)
-            log.warning("%d token revocation(s) failed upstream; will retry", failed)
-        return RevokeReport(len(done), failed)
-
-    async def retry_pending(self) -> RevokeReport:
-        """Retry queued revocations; expired tokens need none and are forgotten."""
-        now_ms = self.clock.now_ms()
-        pending = self.store.load_pending()
-        expired = [token for token, _, expire_ms in pending if expire_ms <= now_ms]
-        self.store.delete_pending(expired)
-        return await self._revoke(p for p in pending if p[2] > now_ms)
+    def _recheck_cache(self) -> None:
+        """At start: a cached token its account's grants do not allow (a store written
+        before a crash of an older AppServer, or edited by hand) is taken out."""
+        stale = [
+            t
+            for t in self.tokens.values()
+            if not allows(self.accounts.get(t.key.account), t.key.request)
+        ]
+        if stale:
+            change = self._take_out(stale)
+            log.warning(
+                "start-up check: %d cached token(s) not allowed by their account any more; "
+                "dropped, %d queued for revocation",
+                change.dropped,
+                change.queued,
+            )
 
     # -- lifecycle and inspection ------------------------------------------------------------------
 
@@ -446,7 +460,7 @@ class TokenService:
         m.cached_tokens.set(len(self.tokens))
         m.draining.set(self.draining)
         m.accounts.set(len(self.accounts))
-        m.pending_revocations.set(len(self.store.load_pending()))
+        m.pending_revocations.set(len(self.revocations))
 
 
 async def _none() -> None:
