@@ -176,6 +176,9 @@ class TokenClient:
         if rng is None:
             seed = None if config.seed is None else f"{config.seed}:{config.client_id}"
             rng = random.Random(seed)
+        # The first draw was always spent before the first token (each token draws its
+        # share of the spread): spend it still, so a seed gives the runs it always gave.
+        rng.random()
         self._rng = rng
         self._address: BrokerAddress = parse_broker_url(config.broker_url)
         self._subscriptions: dict[str, int] = dict(config.subscriptions)
@@ -364,17 +367,19 @@ class TokenClient:
         try:
             grant = await self._ask(reason)
         except TokenRequestError as exc:
-            if exc.permanent:
-                self._refuse(exc)
-                return
-            retry_after = getattr(exc, "retry_after", 0.0)
-            self._s, delay = self._s.token_failed(
-                self.clock.now(), self._rng, retry_after=retry_after
-            )
-            self._note_backoff(delay)
+            self._no_token(exc)
             return
         self._hold(grant.token)
         await self._persist()
+
+    def _no_token(self, exc: TokenRequestError) -> None:
+        """Feed the planner an AppServer that gave no token (SPEC §5: 401/403 for good)."""
+        if exc.permanent:
+            self._refuse(exc)
+            return
+        retry_after = getattr(exc, "retry_after", 0.0)
+        self._s, delay = self._s.ask_failed(self.clock.now(), self._rng, retry_after=retry_after)
+        self._note_backoff(delay)
 
     def _hold(self, token: StoredToken, *, from_store: bool = False) -> None:
         same = self._token is not None and token.token == self._token.token
@@ -552,15 +557,9 @@ class TokenClient:
         try:
             grant = await self._ask(f"refresh ({mode})")
         except TokenRequestError as exc:
-            if exc.permanent:
-                self._refuse(exc)
+            self._no_token(exc)
+            if self._s.refused:
                 await conn.close()
-                return
-            retry_after = getattr(exc, "retry_after", 0.0)
-            self._s, delay = self._s.refresh_failed(
-                self.clock.now(), self._rng, retry_after=retry_after
-            )
-            self._note_backoff(delay)
             return
         new = grant.token
         if not self._s.renews(new.expire_at, same_text=new.token == old.token):

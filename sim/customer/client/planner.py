@@ -156,12 +156,18 @@ class Situation:
         """REAPPLY carried out: the dead token (and its file) are gone."""
         return replace(self, token=None, dead=None)
 
-    def token_failed(
+    def ask_failed(
         self, now: float, rng: random.Random, *, retry_after: float = 0.0
     ) -> tuple[Situation, Delay]:
-        """The AppServer gave no token (transient: 5xx, unreachable); ``retry_after`` is
-        its ``Retry-After``, a floor under the backoff."""
-        return self._backing_off(now, rng, floor=retry_after)
+        """The AppServer gave no token (transient: 5xx, unreachable); its ``Retry-After``
+        is a floor under the backoff.  Between sessions the next attempt backs off; in
+        session the refresh is asked again after a backoff of its own, forced."""
+        if self.session_since is None:
+            return self._backing_off(now, rng, floor=retry_after)
+        n = self.refresh_failures
+        delay = self.backoff.delay(n, rng, floor=retry_after)
+        after = replace(self, refresh_failures=n + 1, not_before=now + delay, force=True)
+        return after, Delay(delay, n)
 
     def refused_for_good(self) -> Situation:
         """401/403 (SPEC §5): retrying cannot help."""
@@ -236,15 +242,6 @@ class Situation:
 
     def refresh_ended(self) -> Situation:
         return replace(self, refreshing=False)
-
-    def refresh_failed(
-        self, now: float, rng: random.Random, *, retry_after: float = 0.0
-    ) -> tuple[Situation, Delay]:
-        """The refresh's ask failed (transient): try again after a backoff of its own."""
-        n = self.refresh_failures
-        delay = self.backoff.delay(n, rng, floor=retry_after)
-        after = replace(self, refresh_failures=n + 1, not_before=now + delay, force=True)
-        return after, Delay(delay, n)
 
     def same_token(self, now: float) -> Situation:
         """The AppServer handed back the token in hand (its cache margin is shorter than
