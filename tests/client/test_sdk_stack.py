@@ -75,25 +75,29 @@ async def test_stored_token_for_other_permissions_is_not_reused(
     assert again.counters.token_requests == 1
 
 
-async def test_refresh_by_upload_holds_publishes_until_puback_and_loses_nothing(
-    mqtt_stack: SimStack, mqtt_client_factory, monkeypatch: pytest.MonkeyPatch
-):
-    sent: list[tuple[str, str]] = []
-    original = Connection.publish
+def _recording(sent: list[tuple[str, str]]) -> type[Connection]:
+    """The SDK's own transport, noting when each publish starts and ends."""
 
-    async def recording(self: Connection, topic: str, payload: bytes, **kw: Any) -> None:
-        if self.client_id == "GID_t@@@pub1":
+    class Recording(Connection):
+        async def publish(self, topic: str, payload: bytes, **kw: Any) -> None:
             sent.append(("start", topic))
-        try:
-            await original(self, topic, payload, **kw)
-        finally:
-            if self.client_id == "GID_t@@@pub1":
+            try:
+                await super().publish(topic, payload, **kw)
+            finally:
                 sent.append(("end", topic))
 
-    monkeypatch.setattr(Connection, "publish", recording)
+    return Recording
+
+
+async def test_refresh_by_upload_holds_publishes_until_puback_and_loses_nothing(
+    mqtt_stack: SimStack, mqtt_client_factory
+):
+    sent: list[tuple[str, str]] = []
     sub = await mqtt_client_factory("GID_t@@@sub1", refresh=RefreshPolicy(margin=60))
     await sub.subscribe("t/#", 1)
-    pub = await mqtt_client_factory("GID_t@@@pub1", refresh=RefreshPolicy(margin=260))
+    pub = await mqtt_client_factory(
+        "GID_t@@@pub1", refresh=RefreshPolicy(margin=260), transport=_recording(sent)
+    )
     old = pub.token
     assert old is not None
 

@@ -1,9 +1,12 @@
 """Token-aware asyncio MQTT client SDK (SPEC §6).
 
-Pure core (no I/O, no clock, no event loop): :mod:`.policy` (refresh decision, notice
-reaction, backoff), :mod:`.events` (counters and events).  Storage: :mod:`.store`
-(atomic per-client token files).  Shell: :mod:`.transport` (the MQTT connection, on
-gmqtt), :mod:`.appserver_api` (``POST /v1/tokens``), :mod:`.client` (``TokenClient``).
+Pure core (no I/O, no clock, no event loop): :mod:`.planner` (what the client does next
+and when), :mod:`.policy` (its parts: refresh time, notice reaction, backoff),
+:mod:`.events` (counters and events).  Storage: :mod:`.store` (atomic per-client token
+files).  Shell: :mod:`.client` (``TokenClient``: carries out the planner's plans),
+:mod:`.transport` (the MQTT connection on gmqtt, and the protocol of an injected one),
+:mod:`.gmqtt_private` (every private gmqtt name, checked at import),
+:mod:`.appserver_api` (``POST /v1/tokens``).
 """
 
 from .client import ClientConfig, ClientState, TokenClient
@@ -22,7 +25,7 @@ from .errors import (
 from .events import ClientEvent, Counters, EventKind, EventLog
 from .policy import Backoff, RefreshPolicy
 from .store import StoredToken, TokenStore
-from .transport import IncomingMessage, Will
+from .transport import ConnectionFactory, IncomingMessage, MqttConnection, Will
 
 __all__ = [
     "AppServerUnavailable",
@@ -33,11 +36,13 @@ __all__ = [
     "ClientRefused",
     "ClientState",
     "ConnectFailed",
+    "ConnectionFactory",
     "Counters",
     "EventKind",
     "EventLog",
     "Forbidden",
     "IncomingMessage",
+    "MqttConnection",
     "NetworkError",
     "NotAuthorized",
     "NotConnected",

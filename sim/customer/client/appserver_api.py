@@ -1,4 +1,4 @@
-"""Asking the AppServer for a token: ``POST /v1/tokens`` (SPEC §5, issue 4).
+"""Asking the AppServer for a token: ``POST /v1/tokens`` (SPEC §5, docs/appserver.md).
 
 HTTP Basic ``client_id:secret``; body ``{"resources": [...], "actions": "R"|"W"|"R,W"}``;
 200 → ``{"token", "type", "expireTime", "instanceId", "username", "password", "stale"}``.

@@ -1,7 +1,10 @@
 """``TokenClient``: a token-aware asyncio MQTT client (SPEC §6) -- the SDK's shell.
 
-The decisions are the pure core's (:mod:`sim.customer.client.policy`); this module carries them
-out with a clock, the AppServer, the token store and one MQTT connection at a time.
+What to do next and when is the planner's (:mod:`.planner`, a pure core): this module
+keeps its :class:`~.planner.Situation`, feeds it every event (a token, a CONNACK, a
+notice, a lost session, an AppServer error), asks it for a :class:`~.planner.Plan` and
+carries the plan out with a clock, the AppServer, the token store and one MQTT
+connection at a time (made by ``ClientConfig.transport``).
 
 Life of a client::
 
@@ -61,26 +64,22 @@ from .errors import (
     TokenRequestError,
 )
 from .events import ClientEvent, Counters, EventKind, EventLog
-from .policy import (
-    Backoff,
-    RefreshAction,
-    RefreshMode,
-    RefreshPolicy,
-    after_expire_notice,
-    after_same_token,
-    decide_refresh,
-    is_reusable,
-    react_to_invalid,
-)
+from .planner import STABLE_SESSION_S, Action, Delay, Situation, plan
+from .policy import Backoff, RefreshMode, RefreshPolicy, is_reusable, react_to_invalid
 from .store import StoredToken, TokenStore
-from .transport import BrokerAddress, Connection, IncomingMessage, Will, parse_broker_url
+from .transport import (
+    BrokerAddress,
+    Connection,
+    ConnectionFactory,
+    IncomingMessage,
+    MqttConnection,
+    Will,
+    parse_broker_url,
+)
 
 __all__ = ["ClientConfig", "ClientState", "TokenClient"]
 
 log = logging.getLogger(__name__)
-
-#: virtual seconds a session must last for the backoff to start again from its first step
-STABLE_SESSION_S = 10.0
 
 ClientState = Literal["idle", "connecting", "connected", "backoff", "refused", "closed"]
 
@@ -117,6 +116,9 @@ class ClientConfig:
     #: clock seconds a session must last for the next loss to back off from the first
     #: step again (shorter sessions count as flapping: each loss backs off further)
     stable_session_s: float = STABLE_SESSION_S
+    #: makes the MQTT connection of each session attempt (default: gmqtt's); a test
+    #: injects a recording or fake one here
+    transport: ConnectionFactory = Connection
 
     def __post_init__(self) -> None:
         validate_client_id(self.client_id)
@@ -174,13 +176,20 @@ class TokenClient:
         if rng is None:
             seed = None if config.seed is None else f"{config.seed}:{config.client_id}"
             rng = random.Random(seed)
+        # The first draw was always spent before the first token (each token draws its
+        # share of the spread): spend it still, so a seed gives the runs it always gave.
+        rng.random()
         self._rng = rng
         self._address: BrokerAddress = parse_broker_url(config.broker_url)
         self._subscriptions: dict[str, int] = dict(config.subscriptions)
+        # The planner's view of this client; replaced at every event (see .planner).
+        self._s = Situation(
+            policy=config.refresh,
+            backoff=config.backoff,
+            stable_session_s=config.stable_session_s,
+        )
         self._token: StoredToken | None = None
-        self._discard_reason: str | None = None
-        self._jitter = self._rng.random()
-        self._conn: Connection | None = None
+        self._conn: MqttConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._refresh_task: asyncio.Task[None] | None = None  # only while refreshing
         self._refresh_timer: TimerHandle | None = None  # idle clients hold just this
@@ -188,11 +197,6 @@ class TokenClient:
         self._connected = asyncio.Event()
         self._ready = asyncio.Event()  # connected and no token upload in flight
         self._stopped = asyncio.Event()
-        self._force_refresh = False
-        self._notice_refresh_at: float | None = None
-        self._not_before = 0.0
-        self._refresh_failures = 0
-        self._planned_reconnect = False
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -227,7 +231,7 @@ class TokenClient:
         if not self._connected.is_set():
             raise self.failure or ClientRefused("client stopped")
 
-    async def wait_ready(self) -> Connection:
+    async def wait_ready(self) -> MqttConnection:
         """Until publishing is allowed: connected and no token upload awaiting its PUBACK."""
         while True:
             if self._ready.is_set() and self._conn is not None and self._conn.is_open:
@@ -268,9 +272,8 @@ class TokenClient:
 
     async def refresh_now(self) -> None:
         """Refresh the token at once, the client's way (tests, operators)."""
-        self._force_refresh = True
-        self._not_before = 0.0
-        self._rearm()
+        self._s = self._s.forced()
+        self._replan()
 
     async def close(self) -> None:
         self._closing = True
@@ -304,43 +307,30 @@ class TokenClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # ---------------------------------------------------------------- the loop
+    # ---------------------------------------------------------------- between sessions
 
     async def _run(self) -> None:
-        attempt = 0
         try:
+            await self._load_stored()
             while not self._closing and not self._stopped.is_set():
-                try:
-                    token, from_store = await self._obtain_token()
-                except TokenRequestError as exc:
-                    if exc.permanent:
-                        self._refuse(exc)
-                        return
-                    await self._backoff(attempt, floor=getattr(exc, "retry_after", 0.0))
-                    attempt += 1
+                now = self.clock.now()
+                step = plan(self._s, now)
+                if step.action is Action.STOP:
+                    return
+                if step.at > now:
+                    self.state = "backoff"
+                    await self.clock.sleep_until(step.at)
+                    continue  # what to do then is planned then
+                if step.action is Action.REAPPLY:
+                    await self._forget_token()
+                if step.action in (Action.REAPPLY, Action.ASK):
+                    await self._ask_for_token(step.reason)
                     continue
-                try:
-                    conn = await self._connect(token)
-                except NotAuthorized as exc:
-                    self._discard(f"CONNACK {exc.return_code}")
-                    if from_store:
-                        continue  # a stale stored token: ask again at once
-                    await self._backoff(attempt)
-                    attempt += 1
-                    continue
-                except ConnectFailed:
-                    await self._backoff(attempt)
-                    attempt += 1
-                    continue
-                started = self.clock.now()
-                planned = await self._serve(conn)
-                if self.clock.now() - started >= self.config.stable_session_s:
-                    attempt = 0  # a session that held: the next loss starts afresh
-                if not planned and not self._closing:
-                    # A session that keeps dropping right after CONNACK backs off further
-                    # each time instead of flapping at the first step forever.
-                    await self._backoff(attempt)
-                    attempt += 1
+                if step.action is not Action.CONNECT:  # pragma: no cover - in-session plans
+                    raise RuntimeError(f"no session, yet the plan is {step}")
+                opened = await self._connect()
+                if opened is not None:
+                    await self._serve(*opened)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not leave a silent zombie client
@@ -349,40 +339,51 @@ class TokenClient:
             self.state = "refused"
             self._stopped.set()
 
-    async def _obtain_token(self) -> tuple[StoredToken, bool]:
+    async def _load_stored(self) -> None:
+        """Start from the persisted token if it is for these permissions and still worth
+        a CONNECT (SPEC §6: no AppServer request on restart)."""
+        if self._store is None:
+            return
         cfg, now = self.config, self.clock.now()
-        if self._discard_reason is not None:
-            reason, self._discard_reason = self._discard_reason, None
-            self._token = None
-            if self._store is not None:
-                await asyncio.to_thread(self._store.delete, cfg.client_id)
-            self.counters.reapplies += 1
-            grant = await self._ask(f"reapply: {reason}")
-            return await self._adopt(grant), False
-        if self._token is None and self._store is not None:
-            stored = await asyncio.to_thread(self._store.load, cfg.client_id)
-            if (
-                stored is not None
-                and stored.matches(cfg.actions, cfg.resources)
-                and is_reusable(now, stored.expire_at, cfg.refresh)
-            ):
-                self._set_token(stored)
-                self.counters.tokens_from_store += 1
-                self._emit(EventKind.TOKEN_FROM_STORE, expire_ms=stored.expire_ms)
-                return stored, True
-        if self._token is not None and is_reusable(now, self._token.expire_at, cfg.refresh):
-            return self._token, False
-        grant = await self._ask("no valid token")
-        return await self._adopt(grant), False
+        stored = await asyncio.to_thread(self._store.load, cfg.client_id)
+        if (
+            stored is not None
+            and stored.matches(cfg.actions, cfg.resources)
+            and is_reusable(now, stored.expire_at, cfg.refresh)
+        ):
+            self._hold(stored, from_store=True)
+            self.counters.tokens_from_store += 1
+            self._emit(EventKind.TOKEN_FROM_STORE, expire_ms=stored.expire_ms)
 
-    async def _adopt(self, grant: TokenGrant) -> StoredToken:
-        self._set_token(grant.token)
+    async def _forget_token(self) -> None:
+        """The token is dead: drop it and its file; the next CONNECT uses a fresh one."""
+        self._s = self._s.discarded()
+        self._token = None
+        if self._store is not None:
+            await asyncio.to_thread(self._store.delete, self.config.client_id)
+        self.counters.reapplies += 1
+
+    async def _ask_for_token(self, reason: str) -> None:
+        try:
+            grant = await self._ask(reason)
+        except TokenRequestError as exc:
+            self._no_token(exc)
+            return
+        self._hold(grant.token)
         await self._persist()
-        return grant.token
 
-    def _set_token(self, token: StoredToken) -> None:
-        if self._token is None or token.token != self._token.token:
-            self._jitter = self._rng.random()  # a new token, a new place in the spread
+    def _no_token(self, exc: TokenRequestError) -> None:
+        """Feed the planner an AppServer that gave no token (SPEC §5: 401/403 for good)."""
+        if exc.permanent:
+            self._refuse(exc)
+            return
+        retry_after = getattr(exc, "retry_after", 0.0)
+        self._s, delay = self._s.ask_failed(self.clock.now(), self._rng, retry_after=retry_after)
+        self._note_backoff(delay)
+
+    def _hold(self, token: StoredToken, *, from_store: bool = False) -> None:
+        same = self._token is not None and token.token == self._token.token
+        self._s = self._s.adopted(token.expire_at, rng=self._rng, same=same, from_store=from_store)
         self._token = token
 
     async def _persist(self) -> None:
@@ -412,16 +413,16 @@ class TokenClient:
         self._emit(EventKind.TOKEN_RECEIVED, expire_ms=grant.token.expire_ms, stale=grant.stale)
         return grant
 
-    async def _connect(self, token: StoredToken) -> Connection:
-        cfg = self.config
+    async def _connect(self) -> tuple[MqttConnection, bool] | None:
+        """CONNECT with the token in hand: the connection and CONNACK's session-present
+        flag, or None (the failure fed to the planner)."""
+        cfg, token = self.config, self._token
+        assert token is not None
         self.state = "connecting"
         self.counters.connect_attempts += 1
         self._emit(EventKind.CONNECTING)
-        conn = Connection(
-            cfg.client_id,
-            on_message=self._dispatch,
-            clean_session=cfg.clean_session,
-            will=cfg.will,
+        conn = cfg.transport(
+            cfg.client_id, on_message=self._dispatch, clean_session=cfg.clean_session, will=cfg.will
         )
         try:
             present = await conn.open(
@@ -434,21 +435,27 @@ class TokenClient:
         except NotAuthorized as exc:
             self.counters.not_authorized += 1
             self._emit(EventKind.NOT_AUTHORIZED, return_code=exc.return_code)
-            raise
+            self._s, delay = self._s.not_authorized(
+                self.clock.now(), self._rng, code=exc.return_code
+            )
+            self._note_backoff(delay)
+            return None
         except ConnectFailed as exc:
             self.counters.connect_failures += 1
             self._emit(EventKind.CONNECT_FAILED, error=str(exc))
-            raise
+            self._s, delay = self._s.connect_failed(self.clock.now(), self._rng)
+            self._note_backoff(delay)
+            return None
         self.counters.connects += 1
         self._emit(EventKind.CONNECTED, session_present=present)
-        return conn
+        return conn, present
 
-    async def _serve(self, conn: Connection) -> bool:
-        """Run one session until it ends; True if we ended it to reconnect on purpose."""
+    async def _serve(self, conn: MqttConnection, session_present: bool) -> None:
+        """Run one session until it ends, then feed its end to the planner."""
         self._conn = conn
-        self._planned_reconnect = False
+        self._s = self._s.connected(self.clock.now())
         try:
-            if not conn.session_present or self.config.clean_session:
+            if not session_present or self.config.clean_session:
                 for topic, qos in list(self._subscriptions.items()):
                     await conn.subscribe(topic, qos, ack_timeout=self.config.ack_timeout)
             self.state = "connected"
@@ -472,75 +479,71 @@ class TokenClient:
                     await task
             await conn.close()
         self.counters.disconnects += 1
-        self._emit(EventKind.DISCONNECTED, reason=reason, planned=self._planned_reconnect)
-        return self._planned_reconnect
+        self._emit(EventKind.DISCONNECTED, reason=reason, planned=self._s.planned_reconnect)
+        if not self._closing and not self._s.refused:
+            self._s, delay = self._s.session_ended(self.clock.now(), self._rng)
+            self._note_backoff(delay)
 
-    async def _backoff(self, attempt: int, *, floor: float = 0.0) -> None:
-        delay = self.config.backoff.delay(attempt, self._rng, floor=floor)
-        self.state = "backoff"
+    def _note_backoff(self, delay: Delay | None) -> None:
+        if delay is None:
+            return
         self.counters.backoff_waits += 1
-        self.counters.backoff_seconds += delay
-        self._emit(EventKind.BACKOFF, delay=delay, attempt=attempt)
-        await self.clock.sleep(delay)
+        self.counters.backoff_seconds += delay.seconds
+        self._emit(EventKind.BACKOFF, delay=delay.seconds, attempt=delay.attempt)
 
     def _refuse(self, exc: TokenRequestError) -> None:
+        self._s = self._s.refused_for_good()
         self.state = "refused"
         self.failure = ClientRefused(f"the AppServer refused this client: {exc}")
         self._emit(EventKind.REFUSED, error=str(exc))
         self._stopped.set()
 
-    def _discard(self, reason: str) -> None:
-        """The token is dead: the next round asks the AppServer (and forgets the file)."""
-        self._discard_reason = reason
-
-    # ---------------------------------------------------------------- refresh
+    # ---------------------------------------------------------------- in session
 
     def _cancel_refresh_timer(self) -> None:
         if self._refresh_timer is not None:
             self._refresh_timer.cancel()
             self._refresh_timer = None
 
-    def _rearm(self) -> None:
-        """Re-evaluate the refresh decision now (a notice, refresh_now)."""
+    def _replan(self) -> None:
+        """Something changed the situation (a notice, refresh_now): plan again now."""
         if self._conn is not None:
             self._arm_refresh(self._conn)
 
-    def _arm_refresh(self, conn: Connection) -> None:
-        """Decide (pure core) and either start the refresh or set ONE clock timer for it.
+    def _arm_refresh(self, conn: MqttConnection) -> None:
+        """Carry out the in-session plan now, or set ONE clock timer to plan again then.
 
         An idle client holds a timer handle, not a task: cheap for a fleet, and under a
         manual clock the timer fires inside ``advance()``.
         """
         self._cancel_refresh_timer()
-        if self._refresh_task is not None or not conn.is_open or self._token is None:
-            return  # a refresh in flight re-arms when it ends
+        if not conn.is_open:
+            return
         now = self.clock.now()
-        policy = self.config.refresh
-        decision = decide_refresh(now, self._token.expire_at, policy, jitter=self._jitter)
-        if decision.action is RefreshAction.EXPIRED:
+        step = plan(self._s, now)
+        if step.action in (Action.WAIT, Action.STOP):
+            return  # a refresh under way plans again when it ends
+        if step.at > now:
+            if step.action is Action.REFRESH and step.at != self._scheduled_for:
+                self._scheduled_for = step.at
+                self._emit(EventKind.REFRESH_SCHEDULED, at=step.at, mode=step.mode)
+            self._refresh_timer = self.clock.call_at(step.at, lambda: self._arm_refresh(conn))
+            return
+        if step.action is Action.DROP:
             # The broker should have ended the session (invalid notice 2); do it.
-            self._discard("expired in session")
+            self._s = self._s.dropped()
             self._refresh_task = self._spawn(conn.close())
             return
-        at = now if self._force_refresh else decision.at
-        if self._notice_refresh_at is not None:
-            at = min(at, self._notice_refresh_at)
-        at = max(at, self._not_before)
-        if at > now:
-            if at != self._scheduled_for:
-                self._scheduled_for = at
-                self._emit(EventKind.REFRESH_SCHEDULED, at=at, mode=decision.mode)
-            self._refresh_timer = self.clock.call_at(at, lambda: self._arm_refresh(conn))
-            return
-        self._force_refresh = False
-        self._notice_refresh_at = None
-        self._refresh_task = self._spawn(self._refresh_then_rearm(conn, policy.mode))
+        assert step.action is Action.REFRESH and step.mode is not None
+        self._s = self._s.refresh_started()
+        self._refresh_task = self._spawn(self._refresh_then_replan(conn, step.mode))
 
-    async def _refresh_then_rearm(self, conn: Connection, mode: RefreshMode) -> None:
+    async def _refresh_then_replan(self, conn: MqttConnection, mode: RefreshMode) -> None:
         try:
             await self._refresh(conn, mode)
         finally:
             self._refresh_task = None
+            self._s = self._s.refresh_ended()
         self._arm_refresh(conn)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -548,34 +551,21 @@ class TokenClient:
         loop = self._loop or asyncio.get_running_loop()
         return loop.create_task(coro)
 
-    async def _refresh(self, conn: Connection, mode: RefreshMode) -> None:
+    async def _refresh(self, conn: MqttConnection, mode: RefreshMode) -> None:
         old = self._token
         assert old is not None
         try:
             grant = await self._ask(f"refresh ({mode})")
         except TokenRequestError as exc:
-            if exc.permanent:
-                self._refuse(exc)
+            self._no_token(exc)
+            if self._s.refused:
                 await conn.close()
-                return
-            delay = self.config.backoff.delay(
-                self._refresh_failures, self._rng, floor=getattr(exc, "retry_after", 0.0)
-            )
-            self._refresh_failures += 1
-            self.counters.backoff_waits += 1
-            self.counters.backoff_seconds += delay
-            self._emit(EventKind.BACKOFF, delay=delay, attempt=self._refresh_failures)
-            self._not_before = self.clock.now() + delay
-            self._force_refresh = True
             return
-        self._refresh_failures = 0
         new = grant.token
-        if new.token == old.token or new.expire_ms <= old.expire_ms:
-            now = self.clock.now()
-            self._not_before = after_same_token(now, old.expire_at, self.config.refresh)
-            self._emit(EventKind.REFRESH_SAME_TOKEN, retry_at=self._not_before)
+        if not self._s.renews(new.expire_at, same_text=new.token == old.token):
+            self._s = self._s.same_token(self.clock.now())
+            self._emit(EventKind.REFRESH_SAME_TOKEN, retry_at=self._s.not_before)
             return
-        self._not_before = 0.0
         if mode == "upload":
             self._ready.clear()  # SPEC §6: nothing else goes out before the PUBACK
             try:
@@ -583,25 +573,26 @@ class TokenClient:
                     SYS_UPLOAD_TOKEN,
                     UploadToken(new.token, new.type).encode(),
                     qos=1,
+                    retain=False,
                     ack_timeout=self.config.ack_timeout,
                 )
             except NotConnected:
                 # Session gone before the PUBACK: the new token is valid, CONNECT with it.
-                self._set_token(new)
+                self._hold(new)
                 await self._persist()
                 return
-            self._set_token(new)
+            self._hold(new)
             await self._persist()
             self.counters.refreshes_upload += 1
             self._emit(EventKind.REFRESH_UPLOAD, expire_ms=new.expire_ms)
             if conn.is_open:
                 self._ready.set()
             return
-        self._set_token(new)
+        self._hold(new)
         await self._persist()
         self.counters.refreshes_reconnect += 1
         self._emit(EventKind.REFRESH_RECONNECT, expire_ms=new.expire_ms)
-        self._planned_reconnect = True
+        self._s = self._s.reconnect_planned()
         await conn.close()  # clean DISCONNECT: no will; _run connects again at once
 
     # ---------------------------------------------------------------- incoming
@@ -615,13 +606,8 @@ class TokenClient:
                 return
             self.counters.expire_notices += 1
             self._emit(EventKind.EXPIRE_NOTICE, expire_ms=notice.expire_ms, type=notice.type)
-            if self._token is not None:
-                now, expire_at = self.clock.now(), self._token.expire_at
-                self._notice_refresh_at = after_expire_notice(
-                    now, expire_at, self.config.refresh, jitter=self._jitter
-                )
-                self._not_before = 0.0
-                self._rearm()
+            self._s = self._s.expire_notice(self.clock.now())
+            self._replan()
             return
         if msg.topic == SYS_INVALID_NOTICE:
             try:
@@ -630,10 +616,10 @@ class TokenClient:
                 log.warning("client %s: malformed invalid notice: %s", self.client_id, exc)
                 return
             self.counters.invalid_notices += 1
-            reaction = react_to_invalid(invalid.code)
-            self._emit(EventKind.INVALID_NOTICE, code=int(invalid.code), reason=reaction.reason)
-            if reaction.discard_token:
-                self._discard(f"invalid notice {int(invalid.code)}")
+            reason = react_to_invalid(invalid.code).reason
+            self._emit(EventKind.INVALID_NOTICE, code=int(invalid.code), reason=reason)
+            self._s = self._s.invalid_notice(invalid.code)
+            self._replan()
             return
         if is_sys_topic(msg.topic):
             return  # other broker topics are not the application's

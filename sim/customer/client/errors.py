@@ -11,7 +11,9 @@
     │   ├── ConnackRefused           any other CONNACK refusal (1, 2, 3)
     │   └── NetworkError             TCP refused/reset/timeout before a CONNACK
     ├── ClientRefused              the client gave up: the AppServer refused it for good
-    └── NotConnected               publish/subscribe while there is no session
+    ├── NotConnected               publish/subscribe while there is no session
+    └── UnsupportedGmqtt           (also an ImportError) the installed gmqtt lacks a private
+                                   name the transport relies on: raised at import
 
 ``BadCredentials`` and ``Forbidden`` are *permanent* (retrying cannot help);
 everything else is *transient* and answered with backoff.  Messages never carry a
@@ -35,6 +37,7 @@ __all__ = [
     "NotConnected",
     "SdkError",
     "TokenRequestError",
+    "UnsupportedGmqtt",
 ]
 
 
@@ -95,3 +98,11 @@ class ClientRefused(SdkError):
 
 class NotConnected(SdkError):
     pass
+
+
+class UnsupportedGmqtt(SdkError, ImportError):
+    """gmqtt changed a private name the transport relies on
+    (:mod:`sim.customer.client.gmqtt_private`); pyproject.toml pins the version it was
+    checked against."""
+
+    permanent = True

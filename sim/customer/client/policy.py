@@ -1,8 +1,9 @@
 """What a token-aware client does, and when (SPEC §6): the pure core of the SDK.
 
 No I/O, no clock, no event loop: every function is fed ``now`` (virtual seconds) and,
-where chance is involved, a seeded :class:`random.Random`.  The shell
-(:mod:`sim.customer.client.client`) only carries out the decisions.
+where chance is involved, a seeded :class:`random.Random`.  The planner
+(:mod:`sim.customer.client.planner`) composes them into plans; the shell
+(:mod:`sim.customer.client.client`) only carries the plans out.
 
 * :func:`decide_refresh` -- a token, its expiry, the margin, the client's mode
   (``upload`` or ``reconnect``) → wait until *t*, refresh now, or the token is gone;

@@ -9,7 +9,7 @@ through the default thread pool (1.6x fewer connects/s in the same run).
 What we need of it and how we get it:
 * username/password, clean session, keep-alive, will: constructor and ``connect``;
 * QoS 1 publish that *waits for the PUBACK*: gmqtt keeps in-flight QoS 1 packets in a
-  pluggable ``persistent_storage`` and removes them on PUBACK -- :class:`_AckStorage`
+  pluggable ``persistent_storage`` and removes them on PUBACK -- ``AckStorage``
   resolves a future there;
 * SUBSCRIBE answered by SUBACK: ``on_subscribe`` with the packet id;
 * every PUBLISH the broker sends, ``$SYS/*`` included, reaches ``on_message`` whether
@@ -17,7 +17,11 @@ What we need of it and how we get it:
 * CONNACK refusals: ``MQTTConnectError`` carries the return code (4/5 → not
   authorized); a socket error or a close before CONNACK is a network error;
 * reconnects are ours (backoff with full jitter, a fresh token): gmqtt's own
-  auto-reconnect is switched off by overriding :meth:`_Client.reconnect`.
+  auto-reconnect is switched off.
+
+Every private gmqtt name used for this lives in :mod:`.gmqtt_private`, checked when it
+is imported.  :class:`MqttConnection` and :class:`ConnectionFactory` are what the client
+shell needs of a connection: ``ClientConfig.transport`` takes any such factory.
 """
 
 from __future__ import annotations
@@ -27,18 +31,25 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import gmqtt
-from gmqtt.mqtt.constants import MQTTv311
-from gmqtt.storage import PersistentStorage
 
 from .errors import ConnackRefused, NetworkError, NotAuthorized, NotConnected
+from .gmqtt_private import AckStorage, SdkClient, close_socket, connack_code, connack_seen
 
-__all__ = ["BrokerAddress", "Connection", "IncomingMessage", "Will", "parse_broker_url"]
+__all__ = [
+    "BrokerAddress",
+    "Connection",
+    "ConnectionFactory",
+    "IncomingMessage",
+    "MqttConnection",
+    "Will",
+    "parse_broker_url",
+]
 
-log = logging.getLogger(__name__)
+MQTT_3_1_1 = gmqtt.constants.MQTTv311
 _gmqtt_log = logging.getLogger("sim.customer.client.gmqtt")
 
 
@@ -77,58 +88,60 @@ class IncomingMessage:
     retain: bool
 
 
-class _AckStorage(PersistentStorage):  # type: ignore[misc]
-    """gmqtt's in-flight store, plus a future per packet id resolved on PUBACK."""
+class MqttConnection(Protocol):
+    """One MQTT session attempt, as :class:`~sim.customer.client.TokenClient` uses it.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.waiters: dict[int, asyncio.Future[None]] = {}
-        self.last: asyncio.Future[None] | None = None
+    :class:`Connection` (gmqtt) is the SDK's; a test or another library can bring its own
+    through ``ClientConfig.transport`` (a :class:`ConnectionFactory`).
+    """
 
-    def push_message(self, mid: int, raw_package: bytes) -> None:
-        super().push_message(mid, raw_package)
-        fut = asyncio.get_running_loop().create_future()
-        self.waiters[mid] = fut
-        self.last = fut
+    @property
+    def lost(self) -> asyncio.Future[str]:
+        """Resolves, with the reason, once the session has ended (whoever ended it)."""
+        ...
 
-    def remove_message_by_mid(self, mid: int) -> None:
-        super().remove_message_by_mid(mid)
-        fut = self.waiters.pop(mid, None)
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+    @property
+    def is_open(self) -> bool: ...
 
-    def fail_all(self, exc: BaseException) -> None:
-        for fut in self.waiters.values():
-            if not fut.done():
-                fut.set_exception(exc)
-                fut.exception()  # retrieved: no "never retrieved" warning if nobody waits
-        self.waiters.clear()
+    async def open(
+        self,
+        address: BrokerAddress,
+        *,
+        username: str | None,
+        password: str | None,
+        keepalive: int,
+        connect_timeout: float,
+    ) -> bool:
+        """CONNECT; return CONNACK's session-present flag.  Raises :class:`NotAuthorized`
+        (CONNACK 4/5), :class:`ConnackRefused` or :class:`NetworkError`."""
+        ...
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int, retain: bool, ack_timeout: float
+    ) -> None:
+        """PUBLISH; QoS 1 returns once the PUBACK arrived.  Raises :class:`NotConnected`."""
+        ...
+
+    async def subscribe(self, topic: str, qos: int, *, ack_timeout: float) -> int:
+        """SUBSCRIBE one filter; return the granted QoS (0x80 refused)."""
+        ...
+
+    async def close(self) -> None:
+        """DISCONNECT cleanly (no will) and close the socket."""
+        ...
 
 
-def _no_reconnect(delay: bool = False) -> asyncio.Future[None]:
-    """gmqtt's reconnect callback, as an already-resolved future: gmqtt wraps what it
-    returns in ``ensure_future`` at every loss, and a coroutine there would cost a Task
-    per lost connection (a mass kick: 2,000 tasks) only to do nothing."""
-    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    fut.set_result(None)
-    return fut
+class ConnectionFactory(Protocol):
+    """Makes one :class:`MqttConnection` per session attempt (``ClientConfig.transport``)."""
 
-
-class _Client(gmqtt.Client):  # type: ignore[misc]
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._package_handler._reconnect_callback = _no_reconnect
-
-    async def reconnect(self, delay: bool = False) -> None:
-        """Never reconnect on our own: the SDK decides when, and with which token."""
-        return None
-
-    async def _wait_qos_queue_drained(self) -> None:
-        # gmqtt spawns two tasks per connect to wait for replayed QoS packets; a fresh
-        # client has none in flight (we never resume gmqtt's own queue): skip them.
-        if self._persistent_storage.is_empty:
-            return
-        await super()._wait_qos_queue_drained()
+    def __call__(
+        self,
+        client_id: str,
+        *,
+        on_message: Callable[[IncomingMessage], object],
+        clean_session: bool,
+        will: Will | None,
+    ) -> MqttConnection: ...
 
 
 class Connection:
@@ -145,11 +158,11 @@ class Connection:
     ) -> None:
         self.client_id = client_id
         self._on_message = on_message
-        self._storage = _AckStorage()
+        self._storage = AckStorage()
         will_msg = None
         if will is not None:
             will_msg = gmqtt.Message(will.topic, will.payload, qos=will.qos, retain=will.retain)
-        self._client = _Client(
+        self._client = SdkClient(
             client_id,
             clean_session=clean_session,
             will_message=will_msg,
@@ -193,11 +206,11 @@ class Connection:
         try:
             async with asyncio.timeout(connect_timeout):
                 await self._client.connect(
-                    address.host, address.port, keepalive=keepalive, version=MQTTv311
+                    address.host, address.port, keepalive=keepalive, version=MQTT_3_1_1
                 )
         except gmqtt.MQTTConnectError as exc:
             await self._abort()
-            code = int(getattr(exc, "_code", -1))
+            code = connack_code(exc)
             if code in (4, 5):
                 raise NotAuthorized(f"CONNACK {code}: not authorized", return_code=code) from None
             raise ConnackRefused(f"CONNACK {code}", return_code=code) from None
@@ -242,8 +255,7 @@ class Connection:
         # Closed before any CONNACK: wake open(). After a CONNACK (accepted or refused)
         # gmqtt's connect() returns or raises by itself -- a refusal must stay a refusal.
         opening = self._opening
-        connack_seen = self._client._connack_received.is_set()
-        if opening is not None and not opening.done() and not connack_seen:
+        if opening is not None and not opening.done() and not connack_seen(self._client):
             self._lost_before_connack = True
             opening.cancel()
 
@@ -313,7 +325,5 @@ class Connection:
     async def _abort(self) -> None:
         self._opening = None  # closing our own socket must not cancel open() again
         with contextlib.suppress(Exception):
-            conn = self._client._connection  # the socket of a failed attempt
-            if conn is not None:
-                await conn.close()
+            await close_socket(self._client)
         self._mark_lost("connect failed")
