@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from mock_broker.authority import Changes, TokenAuthority
 from mock_broker.decision import (
     AccountInfo,
-    Grant,
     Refusal,
+    SessionAccess,
     UploadRefused,
     decide_connect,
     decide_publish,
@@ -55,7 +55,7 @@ def test_connect_grants_tokens_by_type(setup: tuple[TokenAuthority, Minter]) -> 
         {TokenType.W: minter.codec.encode(w), TokenType.R: minter.codec.encode(r)}
     )
     grant = decide_connect(USER, pw, CID, authority, NOW)
-    assert isinstance(grant, Grant)
+    assert isinstance(grant, SessionAccess)
     assert grant.tokens == {TokenType.R: r, TokenType.W: w}
     assert decide_subscribe(grant, "a/x") is None
     assert decide_subscribe(grant, "a/#") is InvalidCode.RESOURCE_MISMATCH
@@ -68,7 +68,7 @@ def test_type_rules(setup: tuple[TokenAuthority, Minter]) -> None:
     authority, minter = setup
     r_only = decide_connect(USER, minter.password("R", ("a/#",)), CID, authority, NOW)
     w_only = decide_connect(USER, minter.password("W", ("a/#",)), CID, authority, NOW)
-    assert isinstance(r_only, Grant) and isinstance(w_only, Grant)
+    assert isinstance(r_only, SessionAccess) and isinstance(w_only, SessionAccess)
     assert decide_publish(r_only, "a/b") is InvalidCode.PERMISSION_MISMATCH
     assert decide_subscribe(w_only, "a/b") is InvalidCode.PERMISSION_MISMATCH
     for named, actions in [("R", ("R", "W")), ("W", ("R",)), ("RW", ("W",))]:
@@ -82,7 +82,7 @@ def test_signature_mode_is_full_access(setup: tuple[TokenAuthority, Minter]) -> 
     authority, _ = setup
     user = f"Signature|{AK}|{INSTANCE}"
     grant = decide_connect(user, signature_password(SK, CID), CID, authority, NOW)
-    assert isinstance(grant, Grant) and grant.full_access
+    assert isinstance(grant, SessionAccess) and grant.full_access
     assert decide_subscribe(grant, "#") is None
     bad = decide_connect(user, signature_password("wrong", CID), CID, authority, NOW)
     assert isinstance(bad, Refusal) and bad.code is InvalidCode.BAD_SIGNATURE
@@ -96,7 +96,7 @@ def test_not_ready_authority_answers_server_unavailable() -> None:
 def test_upload_decisions(setup: tuple[TokenAuthority, Minter]) -> None:
     authority, minter = setup
     grant = decide_connect(USER, minter.password("R", ("a/#",)), CID, authority, NOW)
-    assert isinstance(grant, Grant)
+    assert isinstance(grant, SessionAccess)
     fresh = minter.claims(("R",), ("b/#",))
     body = json.dumps({"token": minter.codec.encode(fresh), "type": "R"}).encode()
     assert decide_upload(grant, body, authority, NOW) == (TokenType.R, fresh)
