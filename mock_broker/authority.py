@@ -90,10 +90,6 @@ class TokenAuthority:
     def account(self, access_key_id: str) -> AccountInfo | None:
         return self._accounts.get(access_key_id)
 
-    @property
-    def revoked_count(self) -> int:
-        return len(self._revoked)
-
     # -- listeners --------------------------------------------------------------------
 
     def on_change(self, listener: Callable[[Changes], object]) -> None:

@@ -38,6 +38,8 @@ from sim.shared.protocol.tokens import TokenClaims
 from .connect import ConnackCode
 
 __all__ = [
+    "READ_TYPES",
+    "WRITE_TYPES",
     "AccountInfo",
     "AuthorityView",
     "Refusal",
@@ -50,8 +52,10 @@ __all__ = [
     "may_receive",
 ]
 
-_READ = (TokenType.R, TokenType.RW)
-_WRITE = (TokenType.W, TokenType.RW)
+#: The token types that may read / write, in the order a notice names them when a
+#: session holds both (the RW token first).
+READ_TYPES = (TokenType.RW, TokenType.R)
+WRITE_TYPES = (TokenType.RW, TokenType.W)
 
 Mode = Literal["Token", "Signature", "Open"]
 
@@ -213,7 +217,7 @@ def decide_publish(access: SessionAccess, topic: str) -> InvalidCode | None:
     """A PUBLISH needs a W/RW token one of whose resources matches the topic."""
     if access.full_access:
         return None
-    writers = [access.tokens[t] for t in _WRITE if t in access.tokens]
+    writers = [access.tokens[t] for t in WRITE_TYPES if t in access.tokens]
     if not writers:
         return InvalidCode.PERMISSION_MISMATCH
     if any(matches_any(c.resources, topic) for c in writers):
@@ -225,7 +229,7 @@ def decide_subscribe(access: SessionAccess, topic_filter: str) -> InvalidCode | 
     """A SUBSCRIBE filter needs an R/RW token whose resources cover it exactly."""
     if access.full_access:
         return None
-    readers = [access.tokens[t] for t in _READ if t in access.tokens]
+    readers = [access.tokens[t] for t in READ_TYPES if t in access.tokens]
     if not readers:
         return InvalidCode.PERMISSION_MISMATCH
     if any(covered_by_any(c.resources, topic_filter) for c in readers):
@@ -238,7 +242,8 @@ def may_receive(access: SessionAccess, topic: str) -> bool:
     deliver only what the current read tokens still match."""
     if access.full_access:
         return True
-    return any(matches_any(access.tokens[t].resources, topic) for t in _READ if t in access.tokens)
+    tokens = access.tokens
+    return any(matches_any(tokens[t].resources, topic) for t in READ_TYPES if t in tokens)
 
 
 def decide_upload(

@@ -33,6 +33,8 @@ from .config import BrokerConfig
 from .connect import ConnectInfo
 from .deadlines import Deadline, DeadlineQueue
 from .decision import (
+    READ_TYPES,
+    WRITE_TYPES,
     Refusal,
     SessionAccess,
     UploadRefused,
@@ -49,8 +51,6 @@ __all__ = ["TokenPolicy", "access_of"]
 
 log = logging.getLogger(__name__)
 
-_READ = (TokenType.RW, TokenType.R)
-_WRITE = (TokenType.RW, TokenType.W)
 _NOTICE_TOPICS = (SYS_EXPIRE_NOTICE, SYS_INVALID_NOTICE)
 _DECIDED_MAX = 16_384
 
@@ -183,7 +183,7 @@ class TokenPolicy:
         code = self.publish_refusal(access, topic)
         if code is None:
             return Verdict.ALLOW
-        if await self._violation(conn, access, "publish", code, _WRITE):
+        if await self._violation(conn, access, "publish", code, WRITE_TYPES):
             return Verdict.CLOSE
         return Verdict.DENY
 
@@ -194,7 +194,7 @@ class TokenPolicy:
         code = self.subscribe_refusal(access, topic_filter)
         if code is None:
             return Verdict.ALLOW
-        if await self._violation(conn, access, "subscribe", code, _READ):
+        if await self._violation(conn, access, "subscribe", code, READ_TYPES):
             return Verdict.CLOSE
         return Verdict.DENY
 
