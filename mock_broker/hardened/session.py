@@ -14,9 +14,10 @@ F6      A persistent session resumes with the new connection's parameters, sessi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +81,6 @@ class ClientSession:
     def __init__(self, key: str, connect: ConnectInfo, access: Any, max_offline: int) -> None:
         self.key = key
         self.client_id = connect.client_id
-        self.access = access
         self.max_offline = max_offline
         self.connection: Connection | None = None
         self.filters: dict[str, int] = {}  # its subscriptions: filter -> granted QoS
@@ -88,17 +88,14 @@ class ClientSession:
         self.inflight_in: set[int] = set()  # QoS 2 ids taken, PUBREL not yet seen
         self.offline: deque[Queued] | None = None
         self._packet_id = 0
-        self.clean = connect.clean_session
-        self.keep_alive = connect.keep_alive
-        self.will: Will | None = None
         self.renew(connect, access)
 
     def renew(self, connect: ConnectInfo, access: Any) -> None:
-        """A resuming connection's parameters replace the old ones (F6)."""
-        self.clean = connect.clean_session
-        self.keep_alive = connect.keep_alive
+        """The connection's parameters; a resuming one's replace the old (F6)."""
+        self.clean: bool = connect.clean_session
+        self.keep_alive: int = connect.keep_alive
         self.access = access
-        self.will = None
+        self.will: Will | None = None
         if connect.will_flag and connect.will_topic:
             self.will = Will(
                 connect.will_topic,
@@ -159,45 +156,41 @@ class SessionTable:
         """The admitted CONNECT's connection on its session (new or resumed), CONNACK
         sent; and whether a session was present."""
         key = admission.session_key
+        async with self._one_at_a_time(key):
+            existing = self._sessions.get(key)
+            old = existing.connection if existing is not None else None
+            if old is not None and not old.finished.is_set():
+                await _take_over(old)  # F5
+                existing = self._sessions.get(key)
+            if existing is not None and not connect.clean_session:
+                session, present = existing, True  # F6
+                session.renew(connect, admission.access)
+            else:
+                if existing is not None:
+                    self.discard(existing)  # clean session: start afresh
+                session = ClientSession(key, connect, admission.access, self._max_offline)
+                present = False
+            conn = connection(session, wire)
+            session.connection = conn
+            self._sessions[key] = session
+            if not await wire.send(ConnackPacket.build(int(present), ConnackCode.ACCEPTED)):
+                conn.request_close("lost")
+            return conn, present
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, key: str) -> AsyncIterator[None]:
+        """CONNECTs of one session key in turn: take-over and resume never interleave."""
         entry = self._locks.get(key)
         if entry is None:
             entry = self._locks[key] = [asyncio.Lock(), 0]
         entry[1] += 1
         try:
             async with entry[0]:
-                return await self._attach(connect, admission, wire, connection)
+                yield
         finally:
             entry[1] -= 1
             if entry[1] == 0:
                 self._locks.pop(key, None)
-
-    async def _attach(
-        self,
-        connect: ConnectInfo,
-        admission: Admission,
-        wire: Wire,
-        connection: Callable[[ClientSession, Wire], Connection],
-    ) -> tuple[Connection, bool]:
-        key = admission.session_key
-        existing = self._sessions.get(key)
-        old = existing.connection if existing is not None else None
-        if old is not None and not old.finished.is_set():
-            await _take_over(old)  # F5
-            existing = self._sessions.get(key)
-        if existing is not None and not connect.clean_session:
-            session, present = existing, True  # F6
-            session.renew(connect, admission.access)
-        else:
-            if existing is not None:
-                self.discard(existing)  # clean session: start afresh
-            session = ClientSession(key, connect, admission.access, self._max_offline)
-            present = False
-        conn = connection(session, wire)
-        session.connection = conn
-        self._sessions[key] = session
-        if not await wire.send(ConnackPacket.build(int(present), ConnackCode.ACCEPTED)):
-            conn.request_close("lost")
-        return conn, present
 
     def discard(self, session: ClientSession) -> None:
         """Forget a session: its subscriptions, queued and in-flight messages."""
