@@ -73,7 +73,7 @@ async def clock_advance(request: web.Request) -> web.Response:
 
 
 async def bootstrap(request: web.Request) -> web.Response:
-    return web.json_response(request.app[ENGINE].bootstrap())
+    return web.json_response(request.app[ENGINE].bootstrap().to_json())
 
 
 def _int_param(request: web.Request, name: str, default: int) -> int:
@@ -103,8 +103,8 @@ async def feed(request: web.Request) -> web.Response:
     while True:
         answer = engine.feed(after)
         remaining = deadline - now()
-        if answer["events"] or answer.get("reset") or remaining <= 0 or signal.closing:
-            return web.json_response(answer)
+        if answer.events or answer.reset or remaining <= 0 or signal.closing:
+            return web.json_response(answer.to_json())
         await signal.wait(remaining)
 
 

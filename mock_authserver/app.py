@@ -19,12 +19,12 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
 from sim.shared.clock import Clock
 from sim.shared.net import is_loopback_peer
+from sim.shared.protocol import FeedEvent
 
 from . import admin, legacy_api, openapi
 from .appkeys import (
@@ -132,8 +132,8 @@ def create_app(
     feed = FeedSignal()
     engine.add_listener(feed.notify)
 
-    def on_event(event: dict[str, Any]) -> None:
-        metrics.feed_seq.set(event["seq"])
+    def on_event(event: FeedEvent) -> None:
+        metrics.feed_seq.set(event.seq)
 
     engine.add_listener(on_event)
     metrics.feed_seq.set(engine.seq)

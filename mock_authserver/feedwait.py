@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 __all__ = ["FeedSignal"]
 
@@ -15,7 +14,7 @@ class FeedSignal:
         self._waiters: set[asyncio.Future[None]] = set()
         self.closing = False
 
-    def notify(self, _event: dict[str, Any] | None = None) -> None:
+    def notify(self, _event: object = None) -> None:
         for fut in self._waiters:
             if not fut.done():
                 fut.set_result(None)

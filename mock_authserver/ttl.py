@@ -14,7 +14,8 @@ Rules (SPEC §3a):
   expired token, is a no-op success.
 
 The feed: every revocation and account change is an event with a growing ``seq``; the
-broker reads :meth:`TTLEngine.bootstrap` once, then follows :meth:`TTLEngine.feed`.
+broker reads :meth:`TTLEngine.bootstrap` once, then follows :meth:`TTLEngine.feed` (the
+typed documents of :mod:`sim.shared.protocol.feed`; storage keeps their JSON).
 """
 
 from __future__ import annotations
@@ -25,7 +26,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sim.shared.protocol import InvalidToken
+from sim.shared.protocol import (
+    AccountEvent,
+    AccountRecord,
+    Bootstrap,
+    FeedEvent,
+    FeedPage,
+    InvalidToken,
+    Revocation,
+    RevokeEvent,
+    event_from_json,
+)
 from sim.shared.protocol.tokens import (
     MAX_TOKEN_CHARS,
     TokenClaims,
@@ -110,7 +121,7 @@ class TTLEngine:
         self._clock = clock
         self._repo = repo
         self._feed_keep = feed_keep
-        self._listeners: list[Callable[[dict[str, Any]], object]] = []
+        self._listeners: list[Callable[[FeedEvent], object]] = []
         now = clock.now_ms()
 
         keys, current = repo.load_keys()
@@ -126,7 +137,9 @@ class TTLEngine:
         fresh = repo.get_meta("initialized") is None
         if fresh:
             repo.set_meta("initialized", str(now))
-        self._events: deque[dict[str, Any]] = deque(repo.load_events(feed_keep), feed_keep)
+        self._events: deque[FeedEvent] = deque(
+            map(event_from_json, repo.load_events(feed_keep)), feed_keep
+        )
         self._seq = repo.last_seq()
         if fresh and dev_account is not None and dev_account.access_key_id not in self._accounts:
             self.put_account(dev_account)
@@ -158,31 +171,15 @@ class TTLEngine:
     def put_account(self, account: AccountSpec) -> None:
         self._repo.put_account(account)
         self._accounts[account.access_key_id] = account
-        self._emit(
-            {
-                "kind": "account",
-                "access_key_id": account.access_key_id,
-                "secret": account.secret,
-                "instances": list(account.instances),
-                "enabled": account.enabled,
-            }
-        )
+        self._emit(AccountEvent(self._next_seq(), _record(account)))
 
     def delete_account(self, access_key_id: str) -> bool:
         if self._accounts.pop(access_key_id, None) is None:
             return False
         self._repo.delete_account(access_key_id)
         # Followers treat a deleted account as a disabled one with nothing owned.
-        self._emit(
-            {
-                "kind": "account",
-                "access_key_id": access_key_id,
-                "secret": "",
-                "instances": [],
-                "enabled": False,
-                "deleted": True,
-            }
-        )
+        gone = AccountRecord(access_key_id, "", (), enabled=False)
+        self._emit(AccountEvent(self._next_seq(), gone, deleted=True))
         return True
 
     # -- tokens ---------------------------------------------------------------------------
@@ -258,16 +255,14 @@ class TTLEngine:
         if claims.token_id in self._revoked or claims.expire_ms <= now:
             return  # nothing left to revoke: idempotent
         self._revoked[claims.token_id] = claims.expire_ms
-        event = self._next_event(
-            {
-                "kind": "revoke",
-                "token_id": claims.token_id,
-                "access_key_id": claims.access_key_id,
-                "instance_id": claims.instance_id,
-                "expire_ms": claims.expire_ms,
-            }
+        event = RevokeEvent(
+            self._next_seq(),
+            claims.token_id,
+            claims.access_key_id,
+            claims.instance_id,
+            claims.expire_ms,
         )
-        self._repo.save_revocation(claims.token_id, now, claims.expire_ms, event)
+        self._repo.save_revocation(claims.token_id, now, claims.expire_ms, event.to_json())
         self._publish(event)
 
     def revoked_count(self) -> int:
@@ -311,57 +306,50 @@ class TTLEngine:
     def seq(self) -> int:
         return self._seq
 
-    def add_listener(self, listener: Callable[[dict[str, Any]], object]) -> None:
+    def add_listener(self, listener: Callable[[FeedEvent], object]) -> None:
         """Call ``listener(event)`` after each new feed event (the shell wakes long polls)."""
         self._listeners.append(listener)
 
-    def bootstrap(self) -> dict[str, Any]:
-        import base64
-
+    def bootstrap(self) -> Bootstrap:
         now = self._clock.now_ms()
-        return {
-            "keys": {kid: base64.b64encode(k).decode("ascii") for kid, k in self._keys.items()},
-            "current_key": self._codec.current_key_id,
-            "accounts": [
-                {
-                    "access_key_id": a.access_key_id,
-                    "secret": a.secret,
-                    "instances": list(a.instances),
-                    "enabled": a.enabled,
-                }
-                for a in self.accounts()
-            ],
-            "revoked": [
-                {"token_id": tid, "expire_ms": exp}
-                for tid, exp in sorted(self._revoked.items())
-                if exp > now
-            ],
-            "seq": self._seq,
-        }
+        return Bootstrap(
+            keys=dict(self._keys),
+            current_key=self._codec.current_key_id,
+            accounts=tuple(map(_record, self.accounts())),
+            revoked=tuple(
+                Revocation(tid, exp) for tid, exp in sorted(self._revoked.items()) if exp > now
+            ),
+            seq=self._seq,
+        )
 
-    def feed(self, after: int, limit: int = 1000) -> dict[str, Any]:
+    def feed(self, after: int, limit: int = 1000) -> FeedPage:
         """Events with ``seq > after``; ``reset`` when ``after`` is not continuable."""
-        first = self._events[0]["seq"] if self._events else self._seq + 1
+        first = self._events[0].seq if self._events else self._seq + 1
         if after > self._seq or after < first - 1:
-            return {"reset": True, "seq": self._seq, "events": []}
+            return FeedPage(self._seq, reset=True)
         if after == self._seq:
-            return {"seq": self._seq, "events": []}
-        events = [e for e in self._events if e["seq"] > after][:limit]
-        return {"seq": events[-1]["seq"] if events else self._seq, "events": events}
+            return FeedPage(self._seq)
+        events = tuple(e for e in self._events if e.seq > after)[:limit]
+        return FeedPage(events[-1].seq if events else self._seq, events)
 
-    def _next_event(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _next_seq(self) -> int:
         self._seq += 1
-        return {"seq": self._seq, **body}
+        return self._seq
 
-    def _emit(self, body: dict[str, Any]) -> None:
-        event = self._next_event(body)
-        self._repo.append_event(event)
+    def _emit(self, event: FeedEvent) -> None:
+        self._repo.append_event(event.to_json())
         self._publish(event)
 
-    def _publish(self, event: dict[str, Any]) -> None:
+    def _publish(self, event: FeedEvent) -> None:
         self._events.append(event)
         for listener in list(self._listeners):
             listener(event)
+
+
+def _record(account: AccountSpec) -> AccountRecord:
+    return AccountRecord(
+        account.access_key_id, account.secret, tuple(account.instances), account.enabled
+    )
 
 
 class MemoryRepository:

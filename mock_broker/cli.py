@@ -73,6 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--connect-timeout", type=float, default=10.0, help="seconds to wait for CONNECT"
     )
+    parser.add_argument(
+        "--feed-poll-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="real seconds of one long poll of the AuthServer's feed (<= 30; default 10)",
+    )
     add_clock_arguments(
         parser,
         manual_help="'manual': follow the AuthServer's manual clock (polls GET /admin/clock)",
@@ -100,6 +107,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[BrokerConfig, ClockSpec]
         expire_notice_lead=args.expire_notice_lead,
         metrics_port=args.metrics_port,
         connect_timeout=args.connect_timeout,
+        feed_poll_timeout=args.feed_poll_timeout,
     )
     if config.auth_enabled and not config.authserver_url:
         raise MockBrokerError("--authserver URL is required unless --auth off")

@@ -86,9 +86,6 @@ class BrokerConfig:
             if not url.startswith(("http://", "https://")):
                 raise BrokerConfigError(f"authserver_url must be http(s)://..., got {url!r}")
 
-    def with_(self, **changes: object) -> BrokerConfig:
-        return replace(self, **changes)  # type: ignore[arg-type]
-
     @classmethod
     def from_env(
         cls, base: BrokerConfig | None = None, env: Mapping[str, str] | None = None

@@ -8,15 +8,27 @@ closes the connection without a CONNACK (MQTT-4.8.0-1).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
-__all__ = ["MAX_CONNECT_BYTES", "ConnectInfo", "MalformedConnect", "parse_connect"]
+__all__ = ["MAX_CONNECT_BYTES", "ConnackCode", "ConnectInfo", "MalformedConnect", "parse_connect"]
 
 MAX_CONNECT_BYTES = 256 * 1024  # a will message can be large; anything more is abuse
 
 
 class MalformedConnect(ValueError):
     pass
+
+
+class ConnackCode(enum.IntEnum):
+    """CONNACK return codes (MQTT 3.1.1 §3.2.2.3)."""
+
+    ACCEPTED = 0x00
+    UNACCEPTABLE_PROTOCOL = 0x01
+    IDENTIFIER_REJECTED = 0x02
+    SERVER_UNAVAILABLE = 0x03
+    BAD_CREDENTIALS = 0x04
+    NOT_AUTHORIZED = 0x05
 
 
 @dataclass(frozen=True)

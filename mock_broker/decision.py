@@ -2,7 +2,7 @@
 
 Pure: no amqtt, no sockets, no clock.  Every function takes the parsed input, the
 authority's view (keys, accounts, revoked set) and ``now_ms``, and answers with a
-:class:`Grant` / ``None`` (allowed) or an :class:`InvalidCode` (refused).
+:class:`SessionAccess` / ``None`` (allowed) or an :class:`InvalidCode` (refused).
 
 CONNECT answers (MQTT 3.1.1 CONNACK codes):
     malformed username or password   4  bad user name or password
@@ -35,15 +35,15 @@ from sim.shared.protocol import (
 )
 from sim.shared.protocol.tokens import TokenClaims
 
+from .connect import ConnackCode
+
 __all__ = [
-    "CONNACK_BAD_CREDENTIALS",
-    "CONNACK_IDENTIFIER_REJECTED",
-    "CONNACK_NOT_AUTHORIZED",
-    "CONNACK_SERVER_UNAVAILABLE",
+    "READ_TYPES",
+    "WRITE_TYPES",
     "AccountInfo",
     "AuthorityView",
-    "Grant",
     "Refusal",
+    "SessionAccess",
     "UploadRefused",
     "decide_connect",
     "decide_publish",
@@ -52,13 +52,10 @@ __all__ = [
     "may_receive",
 ]
 
-CONNACK_IDENTIFIER_REJECTED = 0x02
-CONNACK_SERVER_UNAVAILABLE = 0x03
-CONNACK_BAD_CREDENTIALS = 0x04
-CONNACK_NOT_AUTHORIZED = 0x05
-
-_READ = (TokenType.R, TokenType.RW)
-_WRITE = (TokenType.W, TokenType.RW)
+#: The token types that may read / write, in the order a notice names them when a
+#: session holds both (the RW token first).
+READ_TYPES = (TokenType.RW, TokenType.R)
+WRITE_TYPES = (TokenType.RW, TokenType.W)
 
 Mode = Literal["Token", "Signature", "Open"]
 
@@ -87,8 +84,11 @@ class AuthorityView(Protocol):
 
 
 @dataclass(frozen=True)
-class Grant:
-    """What an authenticated session may do: its mode, identity and tokens by type."""
+class SessionAccess:
+    """What one authenticated MQTT session may do: how it authenticated (token,
+    signature, or open when auth is off), whose it is (account, instance, client id) and
+    the tokens it holds by type, whose resources and expiry bound it (SPEC §4).  Not the
+    AppServer's ``Grant`` (an account's permission to ask for tokens)."""
 
     mode: Mode
     access_key_id: str
@@ -100,10 +100,12 @@ class Grant:
     def full_access(self) -> bool:
         return self.mode != "Token"
 
-    def with_token(self, token_type: TokenType, claims: TokenClaims) -> Grant:
+    def with_token(self, token_type: TokenType, claims: TokenClaims) -> SessionAccess:
         tokens = dict(self.tokens)
         tokens[token_type] = claims
-        return Grant(self.mode, self.access_key_id, self.instance_id, self.client_id, tokens)
+        return SessionAccess(
+            self.mode, self.access_key_id, self.instance_id, self.client_id, tokens
+        )
 
     def type_of_token(self, token_id: str) -> TokenType | None:
         for token_type, claims in self.tokens.items():
@@ -116,7 +118,7 @@ class Grant:
 class Refusal:
     """A refused CONNECT: the CONNACK code, the notice code and a metrics reason."""
 
-    connack: int
+    connack: ConnackCode
     code: InvalidCode | None
     reason: str
     token_type: TokenType | None = None
@@ -136,7 +138,7 @@ _parse_token_password = lru_cache(maxsize=16_384)(parse_token_password)
 
 
 def _refuse(code: InvalidCode, reason: str, token_type: TokenType | None = None) -> Refusal:
-    return Refusal(CONNACK_NOT_AUTHORIZED, code, reason, token_type)
+    return Refusal(ConnackCode.NOT_AUTHORIZED, code, reason, token_type)
 
 
 def _check_token(
@@ -170,18 +172,18 @@ def decide_connect(
     client_id: str,
     authority: AuthorityView,
     now_ms: int,
-) -> Grant | Refusal:
+) -> SessionAccess | Refusal:
     """Token mode or signature mode CONNECT (SPEC §4)."""
     try:
         user = _parse_username(username)
     except InvalidCredentials:
-        return Refusal(CONNACK_BAD_CREDENTIALS, None, "malformed")
+        return Refusal(ConnackCode.BAD_CREDENTIALS, None, "malformed")
     try:
         validate_client_id(client_id)
     except InvalidCredentials:
-        return Refusal(CONNACK_IDENTIFIER_REJECTED, None, "client_id")
+        return Refusal(ConnackCode.IDENTIFIER_REJECTED, None, "client_id")
     if not authority.ready:
-        return Refusal(CONNACK_SERVER_UNAVAILABLE, None, "not_ready")
+        return Refusal(ConnackCode.SERVER_UNAVAILABLE, None, "not_ready")
     account = authority.account(user.access_key_id)
     if account is None or not account.enabled or user.instance_id not in account.instances:
         return _refuse(InvalidCode.ACCOUNT_INVALID, "account")
@@ -194,12 +196,12 @@ def decide_connect(
             expected.encode("utf-8"), password.encode("utf-8", "replace")
         ):
             return _refuse(InvalidCode.BAD_SIGNATURE, "bad_signature")
-        return Grant("Signature", user.access_key_id, user.instance_id, client_id)
+        return SessionAccess("Signature", user.access_key_id, user.instance_id, client_id)
 
     try:
         pairs = _parse_token_password(password)
     except InvalidCredentials:
-        return Refusal(CONNACK_BAD_CREDENTIALS, None, "malformed")
+        return Refusal(ConnackCode.BAD_CREDENTIALS, None, "malformed")
     tokens: dict[TokenType, TokenClaims] = {}
     for token_type, token in pairs.items():
         checked = _check_token(
@@ -208,14 +210,14 @@ def decide_connect(
         if isinstance(checked, tuple):
             return _refuse(checked[0], checked[1], token_type)
         tokens[token_type] = checked
-    return Grant("Token", user.access_key_id, user.instance_id, client_id, tokens)
+    return SessionAccess("Token", user.access_key_id, user.instance_id, client_id, tokens)
 
 
-def decide_publish(grant: Grant, topic: str) -> InvalidCode | None:
+def decide_publish(access: SessionAccess, topic: str) -> InvalidCode | None:
     """A PUBLISH needs a W/RW token one of whose resources matches the topic."""
-    if grant.full_access:
+    if access.full_access:
         return None
-    writers = [grant.tokens[t] for t in _WRITE if t in grant.tokens]
+    writers = [access.tokens[t] for t in WRITE_TYPES if t in access.tokens]
     if not writers:
         return InvalidCode.PERMISSION_MISMATCH
     if any(matches_any(c.resources, topic) for c in writers):
@@ -223,11 +225,11 @@ def decide_publish(grant: Grant, topic: str) -> InvalidCode | None:
     return InvalidCode.RESOURCE_MISMATCH
 
 
-def decide_subscribe(grant: Grant, topic_filter: str) -> InvalidCode | None:
+def decide_subscribe(access: SessionAccess, topic_filter: str) -> InvalidCode | None:
     """A SUBSCRIBE filter needs an R/RW token whose resources cover it exactly."""
-    if grant.full_access:
+    if access.full_access:
         return None
-    readers = [grant.tokens[t] for t in _READ if t in grant.tokens]
+    readers = [access.tokens[t] for t in READ_TYPES if t in access.tokens]
     if not readers:
         return InvalidCode.PERMISSION_MISMATCH
     if any(covered_by_any(c.resources, topic_filter) for c in readers):
@@ -235,16 +237,17 @@ def decide_subscribe(grant: Grant, topic_filter: str) -> InvalidCode | None:
     return InvalidCode.RESOURCE_MISMATCH
 
 
-def may_receive(grant: Grant, topic: str) -> bool:
+def may_receive(access: SessionAccess, topic: str) -> bool:
     """Delivery-time check: after an upload narrowed the resources, old subscriptions
     deliver only what the current read tokens still match."""
-    if grant.full_access:
+    if access.full_access:
         return True
-    return any(matches_any(grant.tokens[t].resources, topic) for t in _READ if t in grant.tokens)
+    tokens = access.tokens
+    return any(matches_any(tokens[t].resources, topic) for t in READ_TYPES if t in tokens)
 
 
 def decide_upload(
-    grant: Grant, payload: bytes, authority: AuthorityView, now_ms: int
+    access: SessionAccess, payload: bytes, authority: AuthorityView, now_ms: int
 ) -> tuple[TokenType, TokenClaims] | UploadRefused:
     """``$SYS/uploadToken``: a valid token of the session's account and instance whose
     actions are exactly the named type replaces the session's token of that type."""
@@ -253,7 +256,7 @@ def decide_upload(
     except InvalidPayload:
         return UploadRefused(InvalidCode.FORGED, None, "malformed")
     checked = _check_token(
-        upload.type, upload.token, grant.access_key_id, grant.instance_id, authority, now_ms
+        upload.type, upload.token, access.access_key_id, access.instance_id, authority, now_ms
     )
     if isinstance(checked, tuple):
         return UploadRefused(checked[0], upload.type, checked[1])

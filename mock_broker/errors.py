@@ -2,8 +2,12 @@
 
     MockBrokerError
     ├── BrokerConfigError       a flag, file or environment value is invalid
-    └── FeedError               the AuthServer's bootstrap or feed answered nonsense
+    └── FeedError               the AuthServer's bootstrap or feed did not answer a
+        │                       document (HTTP error, not JSON)
         └── FeedReset           the feed position is unknown: re-read the bootstrap
+
+A malformed document raises the shared
+:class:`~sim.shared.protocol.errors.FeedDocumentError` where it is read.
 
 MQTT clients never see these: a refused CONNECT is a CONNACK code, a violation is a
 ``$SYS/tokenInvalidNotice`` (SPEC §4).  They surface to whoever runs the broker.

@@ -1,9 +1,10 @@
 """Follows the AuthServer: bootstrap once, then long-poll the feed (CONTRACTS.md).
 
 The feed answers as soon as there is an event, so a revocation reaches the authority,
-and through it every live session, well within SPEC §3c's one second.  Network trouble
-is retried with jittered backoff (real time); the last known keys keep verifying tokens
-offline meanwhile.
+and through it every live session, well within SPEC §3c's one second.  Answers are read
+as the typed documents of :mod:`sim.shared.protocol.feed`.  Network trouble and
+malformed answers are retried with jittered backoff (real time); the last known keys keep
+verifying tokens offline meanwhile.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from sim.shared.clock import Clock
+from sim.shared.protocol import Bootstrap, FeedDocumentError, FeedPage
 
 from .authority import TokenAuthority
 from .errors import FeedError, FeedReset
@@ -87,14 +89,14 @@ class FeedFollower:
 
     async def bootstrap(self) -> None:
         doc = await self._get("/admin/broker/bootstrap", {}, 10.0)
-        self.authority.load_bootstrap(doc)
+        self.authority.load_bootstrap(Bootstrap.from_json(doc))
         self._count("bootstrap")
         self._ready.set()
 
     async def poll_once(self) -> None:
         params = {"after": str(self.authority.seq), "timeout": f"{self.poll_timeout:g}"}
         doc = await self._get("/admin/feed", params, self.poll_timeout + 10.0)
-        self.authority.apply_feed(doc)
+        self.authority.apply_feed(FeedPage.from_json(doc))
         self.polls += 1
         self._count("events")
         self.authority.prune(self.clock.now_ms())
@@ -113,10 +115,20 @@ class FeedFollower:
                     need_bootstrap = False
                 await self.poll_once()
                 backoff = 0.1
+                continue
             except FeedReset:
                 need_bootstrap = True
-            except Exception as exc:  # never let the follower die: retry, jittered
-                self._count("error")
+                continue
+            except (
+                FeedError,
+                FeedDocumentError,
+                aiohttp.ClientError,
+                TimeoutError,
+                OSError,
+            ) as exc:
                 log.warning("AuthServer feed: %s; retrying", exc or type(exc).__name__)
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(backoff * 2, 5.0)
+            except Exception:  # a bug: say so loudly, but keep following
+                log.exception("AuthServer feed: unexpected error; retrying")
+            self._count("error")
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, 5.0)

@@ -72,7 +72,6 @@ async def serve_metrics(metrics: BrokerMetrics, host: str, port: int) -> tuple[w
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    bound = int(sockets[0].getsockname()[1]) if sockets else port
+    addresses = runner.addresses  # the bound (host, port, ...) of each socket
+    bound = int(addresses[0][1]) if addresses else port
     return runner, bound

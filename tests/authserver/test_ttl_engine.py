@@ -84,24 +84,24 @@ def test_revoke_then_query_and_feed():
     with pytest.raises(TokenRevoked):
         engine.query("dev-ak", token)
     assert engine.seq == before + 1
-    assert seen[-1]["kind"] == "revoke" and seen[-1]["seq"] == engine.seq
+    assert seen[-1].kind == "revoke" and seen[-1].seq == engine.seq
     engine.revoke("dev-ak", token)  # idempotent, no second event
     assert engine.seq == before + 1
     feed = engine.feed(before)
-    assert [e["kind"] for e in feed["events"]] == ["revoke"]
-    assert feed["seq"] == engine.seq
-    assert engine.feed(engine.seq) == {"seq": engine.seq, "events": []}
-    assert engine.feed(engine.seq + 5)["reset"] is True
-    boot = engine.bootstrap()
-    assert boot["revoked"] == [{"token_id": seen[-1]["token_id"], "expire_ms": NOW_MS + 120_000}]
+    assert [e.kind for e in feed.events] == ["revoke"]
+    assert feed.seq == engine.seq
+    assert engine.feed(engine.seq).to_json() == {"seq": engine.seq, "events": []}
+    assert engine.feed(engine.seq + 5).reset is True
+    boot = engine.bootstrap().to_json()
+    assert boot["revoked"] == [{"token_id": seen[-1].token_id, "expire_ms": NOW_MS + 120_000}]
 
 
 def test_feed_reset_when_after_is_older_than_kept():
     engine, _, _ = make(feed_keep=2)
     for i in range(5):
         engine.put_account(AccountSpec(f"ak{i}", "s", ("i",)))
-    assert engine.feed(0)["reset"] is True
-    assert engine.feed(engine.seq - 1)["events"][0]["access_key_id"] == "ak4"
+    assert engine.feed(0).reset is True
+    assert engine.feed(engine.seq - 1).to_json()["events"][0]["access_key_id"] == "ak4"
 
 
 def test_other_accounts_token_is_forged_for_query_and_fails_revoke():
@@ -140,7 +140,7 @@ def test_restart_keeps_key_accounts_revocations_and_feed():
     again.query("dev-ak", other)
     assert again.seq == seq
     assert again.get_account("ak2") is not None
-    assert again.feed(seq - 1)["events"][0]["kind"] == "account"
+    assert again.feed(seq - 1).events[0].kind == "account"
 
 
 def test_dev_account_only_in_a_fresh_store():
@@ -157,7 +157,7 @@ def test_sweep_forgets_expired_revocations():
     assert engine.sweep() == 0
     clock.advance(121)
     assert engine.sweep() == 1
-    assert engine.bootstrap()["revoked"] == []
+    assert engine.bootstrap().revoked == ()
     with pytest.raises(TokenExpired):
         engine.query("dev-ak", token)
 

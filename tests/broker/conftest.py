@@ -1,13 +1,21 @@
 """Fixtures of the broker tests: a manual clock, a token authority fed in-process, a
-minter of genuine tokens, and brokers on free ports."""
+minter of genuine tokens, and brokers on free ports.
+
+Importing the broker imports :mod:`mock_broker.hardened.amqtt_boundary`, which checks the
+installed amqtt: a drift fails the collection of every broker test, loudly.  And any
+ERROR the broker logs during a test (a bug inside a connection, which the client never
+sees) fails that test.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import logging
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
+import mock_broker.hardened.amqtt_boundary  # noqa: F401  (checked at import)
 from mock_broker.authority import TokenAuthority
 from mock_broker.broker import BrokerHandle, run_broker
 from mock_broker.config import BrokerConfig
@@ -49,6 +57,28 @@ class Minter:
     ) -> str:
         actions = {"R": ("R",), "W": ("W",), "RW": ("R", "W")}[kind]
         return build_token_password({TokenType(kind): self.token(actions, resources, ttl)})
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_broker_errors() -> Iterator[None]:
+    """The broker logs ERROR only for its own bugs: none may happen in a test."""
+    handler = _Errors()
+    logger = logging.getLogger("mock_broker")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    assert not handler.records, [handler.format(r) for r in handler.records]
 
 
 @pytest.fixture

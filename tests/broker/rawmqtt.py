@@ -173,13 +173,15 @@ class RawClient:
             return False
         return True
 
-    async def subscribe(self, *filters: tuple[str, int], wait: bool = True) -> list[int]:
+    async def subscribe(
+        self, *filters: tuple[str, int], wait: bool = True, within: float = 5.0
+    ) -> list[int]:
         pid = self.next_id()
         body = struct.pack("!H", pid) + b"".join(_str(f) + bytes([q]) for f, q in filters)
         await self.send(packet(SUBSCRIBE, 0x02, body))
         if not wait:
             return []
-        ack = await self.expect(SUBACK)
+        ack = await self.expect(SUBACK, within)
         return list(ack.body[2:])
 
     async def publish(

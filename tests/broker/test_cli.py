@@ -78,7 +78,10 @@ async def test_revocation_across_processes(
     auth, line = await _start("authserver", "--port", "0", "--data-dir", str(tmp_path / "auth"))
     procs.append(auth)
     auth_url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)  # type: ignore[union-attr]
-    broker, line = await _start("broker", "--port", "0", "--authserver", auth_url)
+    # A 30 s long poll: the notice coming sooner shows the open poll was answered at once.
+    broker, line = await _start(
+        "broker", "--port", "0", "--authserver", auth_url, "--feed-poll-timeout", "30"
+    )
     procs.append(broker)
     port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
     async with aiohttp.ClientSession() as http:
@@ -97,11 +100,9 @@ async def test_revocation_across_processes(
             "accessKey": "dev-ak",
             "signature": legacy_sign({"token": token}, "dev-sk"),
         }
-        started = time.monotonic()
         async with http.post(f"{auth_url}/token/revoke", data=revoke) as resp:
             assert (await resp.json())["success"]
-        notice = await client.expect(PUBLISH, within=2.0)
-        assert time.monotonic() - started < 1.0
+        notice = await client.expect(PUBLISH, within=20)
         assert json.loads(notice.payload) == {"code": 3, "type": "RW"}
         assert await client.closed()
     _, rc, _ = await RawClient.connected(
@@ -141,8 +142,8 @@ async def test_manual_clock_follows_the_authservers(
         )
         async with http.post(f"{auth_url}/admin/clock/advance", json={"seconds": 600}) as resp:
             assert resp.status == 200
-        expire = await client.expect(PUBLISH, within=3.0)
-        invalid = await client.expect(PUBLISH, within=3.0)
+        expire = await client.expect(PUBLISH, within=15)
+        invalid = await client.expect(PUBLISH, within=15)
         assert expire.topic == "$SYS/tokenExpireNotice"
         assert (invalid.topic, json.loads(invalid.payload)["code"]) == (
             "$SYS/tokenInvalidNotice",

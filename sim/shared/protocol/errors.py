@@ -4,7 +4,8 @@
     ├── InvalidTopic          a topic or topic filter breaks MQTT's rules
     ├── InvalidCredentials    a CONNECT username/password/client id is malformed
     ├── InvalidPayload        a ``$SYS`` payload is malformed
-    └── InvalidToken          a token is not genuine (malformed, unknown key, bad MAC)
+    ├── InvalidToken          a token is not genuine (malformed, unknown key, bad MAC)
+    └── FeedDocumentError     an AuthServer bootstrap or feed document is malformed
 
 Each message says what is wrong, so shells can show it to the sender as it is.
 """
@@ -12,6 +13,7 @@ Each message says what is wrong, so shells can show it to the sender as it is.
 from __future__ import annotations
 
 __all__ = [
+    "FeedDocumentError",
     "InvalidCredentials",
     "InvalidPayload",
     "InvalidToken",
@@ -39,3 +41,9 @@ class InvalidPayload(WireFormatError):
 class InvalidToken(WireFormatError):
     """The token codec's one error: the AuthServer answers it as code 1 (forged), the
     broker as notice/refusal code 1."""
+
+
+class FeedDocumentError(WireFormatError):
+    """A bootstrap or feed document (:mod:`sim.shared.protocol.feed`) breaks its schema;
+    the message names the field, e.g. ``bootstrap: accounts[2].instances must be a list
+    of strings``."""

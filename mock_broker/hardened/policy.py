@@ -1,0 +1,76 @@
+"""The rules a :class:`~mock_broker.hardened.HardenedBroker` enforces, passed in.
+
+The broker does MQTT; whoever may connect, publish, subscribe or receive is the policy's
+call, asked at each of those points.  The token rules of SPEC §4 are one policy
+(:class:`mock_broker.token_policy.TokenPolicy`).  Pure: no I/O here.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..connect import ConnectInfo
+    from .connection import Connection
+    from .session import ClientSession
+
+__all__ = ["Admission", "BrokerPolicy", "Verdict"]
+
+
+class Verdict(enum.Enum):
+    """The policy's answer to a PUBLISH or a SUBSCRIBE filter."""
+
+    ALLOW = "allow"
+    """PUBLISH: acknowledged and routed; SUBSCRIBE: granted."""
+    DENY = "deny"
+    """PUBLISH: acknowledged, routed nowhere; SUBSCRIBE: SUBACK 0x80."""
+    CLOSE = "close"
+    """The policy is closing the connection: no answer at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An accepted CONNECT."""
+
+    session_key: str
+    """The session it attaches to, resumes or takes over (the client id, or the client
+    id scoped by whatever the policy keeps apart)."""
+    access: Any
+    """The policy's own record of what this session may do; the broker keeps it on the
+    session (:attr:`ClientSession.access`) and never looks inside."""
+
+
+class BrokerPolicy(Protocol):
+    def admit(self, connect: ConnectInfo) -> Admission | int:
+        """A CONNECT: an :class:`Admission`, or the CONNACK code refusing it.  Asked
+        before any session is touched (F1, F2)."""
+        ...
+
+    async def on_connected(self, conn: Connection, session_present: bool) -> None:
+        """After the CONNACK, before a resumed session's queued and in-flight messages
+        are re-sent (``conn.session`` holds them and its subscriptions)."""
+        ...
+
+    async def on_disconnected(self, conn: Connection) -> None:
+        """After the connection closed (``conn.close_reason``) and its will went out."""
+        ...
+
+    async def screen_publish(
+        self, conn: Connection, topic: str, data: bytes, qos: int, retain: bool
+    ) -> Verdict:
+        """A client PUBLISH.  Whatever the verdict, ``$SYS/`` topics are never routed."""
+        ...
+
+    async def authorize_subscribe(self, conn: Connection, topic_filter: str, qos: int) -> Verdict:
+        """One filter of a SUBSCRIBE (already a valid filter, QoS 0..2)."""
+        ...
+
+    def may_deliver(self, session: ClientSession, topic: str) -> bool:
+        """May this session receive a message on ``topic`` (live, queued or retained)?"""
+        ...
+
+    def may_publish_will(self, session: ClientSession) -> bool:
+        """May the broker publish this session's will (``session.will``) on its behalf?"""
+        ...
