@@ -25,7 +25,9 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from .errors import ApplyThrottled, Throttled
 
@@ -108,6 +110,25 @@ class RateLimits:
     @classmethod
     def off(cls) -> RateLimits:
         return cls(enabled=False)
+
+    def with_overrides(self, overrides: Mapping[str, str]) -> RateLimits:
+        """These limits with some replaced by text: ``{"legacy_revoke": "off",
+        "openapi_apply": "500/s"}``; ``{"all": "off"}`` turns them all off.  For
+        compositions whose options travel as JSON (scenarios, the stack)."""
+        changes: dict[str, Any] = {}
+        names = {f.name for f in fields(self)} - {"enabled"}
+        for key, text in overrides.items():
+            if key == "all":
+                if str(text).strip().lower() != "off":
+                    raise ValueError("rate limit override 'all' can only be 'off'")
+                changes["enabled"] = False
+            elif key in names:
+                changes[key] = parse_rate(str(text))
+            else:
+                raise ValueError(
+                    f"unknown rate limit {key!r}; known: all, {', '.join(sorted(names))}"
+                )
+        return replace(self, **changes)
 
     def rate(self, wire: str, operation: str) -> Rate | None:
         if wire not in WIRES or operation not in OPERATIONS:

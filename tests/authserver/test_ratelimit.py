@@ -147,3 +147,14 @@ def test_cli_flags_set_each_limit_and_turn_all_off(tmp_path):
     assert config.rate_limits.rate("legacy", "revoke") is None
     with pytest.raises(SystemExit):
         _args("--limit-legacy-apply", "lots")
+
+
+def test_overrides_as_text_for_json_compositions():
+    limits = RateLimits().with_overrides({"legacy_revoke": "off", "openapi_apply": "500/s"})
+    assert limits.rate("legacy", "revoke") is None
+    assert limits.rate("openapi", "apply") == Rate(500)
+    assert limits.rate("legacy", "apply") == Rate(1000)
+    assert not RateLimits().with_overrides({"all": "off"}).enabled
+    for bad in ({"all": "on"}, {"legacy_everything": "off"}, {"legacy_apply": "fast"}):
+        with pytest.raises(ValueError):
+            RateLimits().with_overrides(bad)
