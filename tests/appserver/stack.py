@@ -118,22 +118,16 @@ def app_config(auth_url: str, data_dir: Path | None, **overrides: Any) -> AppSer
 
 
 @contextlib.asynccontextmanager
-async def authserver(
-    clock: Clock, data_dir: Path, **auth_config: Any
-) -> AsyncIterator[AuthServerHandle]:
+async def authserver(clock: Clock, data_dir: Path) -> AsyncIterator[AuthServerHandle]:
     async with run_authserver(
-        AuthServerConfig(host="127.0.0.1", port=0, data_dir=data_dir, **auth_config),
-        clock=clock,
+        AuthServerConfig(host="127.0.0.1", port=0, data_dir=data_dir), clock=clock
     ) as auth:
         yield auth
 
 
 @contextlib.asynccontextmanager
-async def stack(
-    clock: Clock, tmp_path: Path, *, auth_config: dict[str, Any] | None = None, **overrides: Any
-) -> AsyncIterator[Stack]:
-    """``auth_config``: AuthServerConfig fields (e.g. the rate limits a test needs)."""
-    async with authserver(clock, tmp_path / "auth", **(auth_config or {})) as auth:
+async def stack(clock: Clock, tmp_path: Path, **overrides: Any) -> AsyncIterator[Stack]:
+    async with authserver(clock, tmp_path / "auth") as auth:
         config = app_config(auth.url, tmp_path / "app", **overrides)
         async with run_appserver(config, clock=clock) as app, aiohttp.ClientSession() as http:
             yield Stack(auth, app, http, clock, config)

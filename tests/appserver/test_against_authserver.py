@@ -9,7 +9,6 @@ from pathlib import Path
 
 import aiohttp
 
-from mock_authserver.ratelimit import RateLimits
 from sim.customer.appserver.runner import run_appserver
 from sim.customer.appserver.upstream import LegacyTokenClient
 from sim.shared.clock import ManualClock
@@ -250,10 +249,7 @@ async def test_restart_keeps_the_cache(tmp_path: Path) -> None:
 
 
 async def test_disable_and_delete_revoke_upstream(tmp_path: Path) -> None:
-    # Three revokes within one virtual minute: past the provider's legacy revoke limit
-    # (1/min, SPEC §3b), which this test is not about: it is turned off here.
-    no_revoke_limit = {"rate_limits": RateLimits(legacy_revoke=None)}
-    async with stack(ManualClock(), tmp_path, auth_config=no_revoke_limit) as s:
+    async with stack(ManualClock(), tmp_path) as s:
         await s.put_account("c1")
         await s.put_account("c2")
         _, t1, _ = await s.ask(["fleet/a"], client_id="c1")
