@@ -133,6 +133,9 @@ async def run(args: argparse.Namespace) -> None:
             "0",
             "--data-dir",
             data_dir,
+            # Throughput, not the provider's per-account limits (1,000 legacy applies/s,
+            # SPEC §3b), is measured here: a limited server would answer code 429.
+            "--no-rate-limits",
         ]
         hello_cmd = [sys.executable, "-c", HELLO]
         with server(mock_cmd) as mock_url, server(hello_cmd) as hello_url:

@@ -1,8 +1,8 @@
 """The admin API under ``/admin/`` (SPEC §3d, docs/CONTRACTS.md): loopback only by default.
 
 Health, clock control, what a broker needs (bootstrap + long-poll feed), token
-inspection, accounts, faults, Prometheus metrics.  Errors are :class:`AdminError`\\ s,
-rendered ``{"code", "message"}`` by the middleware.
+inspection, accounts, parent topics per instance (SPEC §4a), faults, Prometheus
+metrics.  Errors are :class:`AdminError`\\ s, rendered ``{"code", "message"}`` by the middleware.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from sim.shared.clock import ManualClock
+from sim.shared.protocol.errors import InvalidTopic
+from sim.shared.protocol.topics import validate_parent_topic
 
 from .appkeys import CLOCK, CONFIG, ENGINE, FAULTS, FEED, METRICS
-from .config import AccountSpec
+from .config import AccountSpec, InstanceSpec
 from .errors import AdminConflict, AdminError, AdminNotFound
 
 __all__ = ["add_routes"]
@@ -170,6 +172,80 @@ async def account_delete(request: web.Request) -> web.Response:
     return web.json_response({"deleted": True})
 
 
+# -- parent topics per instance (SPEC §4a) ---------------------------------------------------
+
+
+def _instance_json(request: web.Request, instance_id: str) -> dict[str, Any]:
+    engine = request.app[ENGINE]
+    return {
+        "instance_id": instance_id,
+        "owners": engine.owners(instance_id),
+        "parent_topics": list(engine.parent_topics_of(instance_id)),
+    }
+
+
+def _known_instance(request: web.Request) -> str:
+    instance_id = request.match_info["instance_id"]
+    engine = request.app[ENGINE]
+    if not engine.owners(instance_id) and not engine.parent_topics_of(instance_id):
+        raise AdminNotFound(f"no account owns instance {instance_id[:64]!r}")
+    return instance_id
+
+
+async def instances_list(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    ids = {i for a in engine.accounts() for i in a.instances} | set(engine.parent_topics())
+    return web.json_response({"instances": [_instance_json(request, i) for i in sorted(ids)]})
+
+
+async def instance_topics(request: web.Request) -> web.Response:
+    return web.json_response(_instance_json(request, _known_instance(request)))
+
+
+async def instance_topics_put(request: web.Request) -> web.Response:
+    """Replace the instance's parent topics by ``{"parent_topics": [...]}``."""
+    instance_id = _known_instance(request)
+    body = _object(await _json_body(request))
+    unknown = set(body) - {"parent_topics"}
+    if unknown:
+        raise AdminError(f"unknown fields {sorted(unknown)[:5]}")
+    topics = body.get("parent_topics")
+    if not isinstance(topics, list):
+        raise AdminError("'parent_topics' must be a list of parent topic names")
+    try:
+        spec = InstanceSpec(instance_id, tuple(topics))
+        request.app[ENGINE].set_parent_topics(spec)
+    except (ValueError, TypeError) as exc:
+        raise AdminError(str(exc)) from None
+    return web.json_response(_instance_json(request, instance_id))
+
+
+async def parent_topic_put(request: web.Request) -> web.Response:
+    instance_id, name = request.match_info["instance_id"], request.match_info["parent"]
+    engine = request.app[ENGINE]
+    try:
+        validate_parent_topic(name)
+    except InvalidTopic as exc:
+        raise AdminError(str(exc)) from None
+    if not engine.owners(instance_id):
+        raise AdminNotFound(f"no account owns instance {instance_id[:64]!r}")
+    try:
+        created = engine.add_parent_topic(instance_id, name)
+    except ValueError as exc:
+        raise AdminConflict(str(exc)) from None
+    return web.json_response(
+        {"instance_id": instance_id, "parent_topic": name, "created": created},
+        status=201 if created else 200,
+    )
+
+
+async def parent_topic_delete(request: web.Request) -> web.Response:
+    instance_id, name = request.match_info["instance_id"], request.match_info["parent"]
+    if not request.app[ENGINE].delete_parent_topic(instance_id, name):
+        raise AdminNotFound(f"instance {instance_id[:64]!r} has no parent topic {name[:64]!r}")
+    return web.json_response({"deleted": True})
+
+
 async def faults_list(request: web.Request) -> web.Response:
     return web.json_response({"faults": request.app[FAULTS].list()})
 
@@ -219,6 +295,11 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/admin/accounts/{access_key_id}", account_get)
     r.add_put("/admin/accounts/{access_key_id}", account_put)
     r.add_delete("/admin/accounts/{access_key_id}", account_delete)
+    r.add_get("/admin/instances", instances_list)
+    r.add_get("/admin/instances/{instance_id}/topics", instance_topics)
+    r.add_put("/admin/instances/{instance_id}/topics", instance_topics_put)
+    r.add_put("/admin/instances/{instance_id}/topics/{parent}", parent_topic_put)
+    r.add_delete("/admin/instances/{instance_id}/topics/{parent}", parent_topic_delete)
     r.add_get("/admin/faults", faults_list)
     r.add_post("/admin/faults", faults_add)
     r.add_delete("/admin/faults", faults_clear)

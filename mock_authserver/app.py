@@ -35,6 +35,7 @@ from .appkeys import (
     ENGINE,
     FAULTS,
     FEED,
+    LIMITER,
     METRICS,
     MONOTONIC,
     NONCES,
@@ -42,7 +43,7 @@ from .appkeys import (
     WALL,
 )
 from .auth import NonceStore
-from .config import DEV_ACCOUNT, AuthServerConfig
+from .config import DEV_ACCOUNT, DEV_PARENT_TOPICS, AuthServerConfig
 from .errors import (
     AdminForbidden,
     AuthServerError,
@@ -55,6 +56,7 @@ from .faults import FaultSet
 from .feedwait import FeedSignal
 from .gate import TransportAborted
 from .metrics import Metrics
+from .ratelimit import RateLimiter
 from .render import error_response, wire_style
 from .store import GroupCommit
 from .ttl import Repository, TTLEngine
@@ -126,7 +128,9 @@ def create_app(
         repo,
         feed_keep=config.feed_keep,
         dev_account=DEV_ACCOUNT if config.dev_account else None,
+        dev_instance=DEV_PARENT_TOPICS if config.dev_account else None,
         accounts=config.accounts,
+        instances=config.instances,
     )
     metrics = Metrics()
     feed = FeedSignal()
@@ -146,6 +150,7 @@ def create_app(
     app[MONOTONIC] = monotonic
     app[NONCES] = NonceStore(config.timestamp_skew_s, config.nonce_capacity)
     app[FAULTS] = FaultSet(seed=config.fault_seed)
+    app[LIMITER] = RateLimiter(config.rate_limits)
     app[FEED] = feed
     app[METRICS] = metrics
     app[COMMIT] = GroupCommit(repo.flush)

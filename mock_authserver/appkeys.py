@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .faults import FaultSet
     from .feedwait import FeedSignal
     from .metrics import Metrics
+    from .ratelimit import RateLimiter
     from .store import GroupCommit
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ENGINE",
     "FAULTS",
     "FEED",
+    "LIMITER",
     "METRICS",
     "MONOTONIC",
     "NONCES",
@@ -46,6 +48,8 @@ MONOTONIC: web.AppKey[Callable[[], float]] = web.AppKey("monotonic")
 NONCES: web.AppKey[NonceStore] = web.AppKey("nonces")
 FAULTS: web.AppKey[FaultSet] = web.AppKey("faults")
 FEED: web.AppKey[FeedSignal] = web.AppKey("feed")
+#: The provider's API rate limits per account (SPEC §3b), on the server's clock.
+LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 #: Awaited by apply handlers before answering: the issued token is then on disk.
 COMMIT: web.AppKey[GroupCommit] = web.AppKey("commit")

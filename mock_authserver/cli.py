@@ -12,8 +12,15 @@ from pathlib import Path
 from sim.shared.clock import add_clock_arguments, clock_spec_from_args
 
 from .config import DEFAULT_PORT, AuthServerConfig, load_accounts_file
+from .ratelimit import OPERATIONS, WIRES, RateLimits, parse_rate
 
-__all__ = ["add_arguments", "config_from_args", "run"]
+__all__ = [
+    "add_arguments",
+    "add_rate_limit_arguments",
+    "config_from_args",
+    "rate_limits_from_args",
+    "run",
+]
 
 log = logging.getLogger("mock_authserver")
 
@@ -41,8 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="FILE",
-        help="accounts to create or update at start, JSON or TOML:"
-        ' {"accounts": [{"access_key_id", "secret", "instances", "enabled"}]}',
+        help="accounts to create or update at start, and parent topics per instance,"
+        ' JSON or TOML: {"accounts": [{"access_key_id", "secret", "instances", "enabled"}],'
+        ' "instances": {"<id>": {"parent_topics": ["fleet"]}}} (docs/authserver.md)',
     )
     parser.add_argument(
         "--no-dev-account",
@@ -55,20 +63,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer the admin API for non-loopback peers too (default: loopback only)",
     )
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault dice")
+    add_rate_limit_arguments(parser)
+
+
+def _rate(text: str) -> object:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_rate_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--no-rate-limits`` and one ``--limit-<wire>-<operation> RATE`` per limit."""
+    group = parser.add_argument_group(
+        "rate limits (SPEC §3b, per account, on the server's clock; RATE is N/s, N/min, N/h or off)"
+    )
+    group.add_argument(
+        "--no-rate-limits",
+        action="store_true",
+        help="turn every API rate limit off (default: on, as the provider has them)",
+    )
+    defaults = RateLimits()
+    for wire in WIRES:
+        for op in OPERATIONS:
+            group.add_argument(
+                f"--limit-{wire}-{op}",
+                dest=f"limit_{wire}_{op}",
+                type=_rate,
+                default=defaults.rate(wire, op),
+                metavar="RATE",
+                help=f"{wire} {op} limit (default {defaults.rate(wire, op)})",
+            )
+
+
+def rate_limits_from_args(args: argparse.Namespace) -> RateLimits:
+    if args.no_rate_limits:
+        return RateLimits.off()
+    return RateLimits(
+        **{f"{w}_{o}": getattr(args, f"limit_{w}_{o}") for w in WIRES for o in OPERATIONS}
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> AuthServerConfig:
     spec = clock_spec_from_args(args)
-    accounts = load_accounts_file(args.accounts) if args.accounts else ()
+    loaded = load_accounts_file(args.accounts) if args.accounts else None
     return AuthServerConfig(
         host=args.host,
         port=args.port,
         data_dir=args.data_dir,
         clock=spec,
-        accounts=accounts,
+        accounts=loaded.accounts if loaded else (),
+        instances=loaded.instances if loaded else (),
         dev_account=not args.no_dev_account,
         admin_allow_remote=args.admin_allow_remote,
         fault_seed=args.fault_seed,
+        rate_limits=rate_limits_from_args(args),
     )
 
 
@@ -81,6 +130,8 @@ async def _serve(config: AuthServerConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with run_authserver(config) as auth:
         print(f"AuthServer listening on {auth.url} (data dir {config.data_dir})", flush=True)
+        limits = config.rate_limits.describe()
+        print("rate limits per account: " + ", ".join(f"{k} {v}" for k, v in limits.items()))
         await stop.wait()
     log.info("AuthServer stopped")
 
@@ -96,4 +147,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:  # e.g. the port is taken
         print(f"mqtt-token-sim authserver: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # e.g. parent topics for an instance no account owns
+        print(f"mqtt-token-sim authserver: {exc}", file=sys.stderr)
+        return 2
     return 0

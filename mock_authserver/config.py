@@ -12,12 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sim.shared.clockspec import ClockSpec
+from sim.shared.protocol.errors import InvalidTopic
+from sim.shared.protocol.topics import validate_parent_topic
+
+from .ratelimit import RateLimits
 
 __all__ = [
     "DEFAULT_PORT",
     "DEV_ACCOUNT",
+    "DEV_INSTANCE",
+    "MAX_PARENT_TOPICS",
     "AccountSpec",
+    "AccountsFile",
     "AuthServerConfig",
+    "InstanceSpec",
     "load_accounts_file",
     "parse_bool",
 ]
@@ -49,8 +57,50 @@ class AccountSpec:
             raise ValueError("account enabled must be a boolean")
 
 
+def _check_instance_id(value: object) -> None:
+    if not isinstance(value, str) or not value or len(value) > 256 or "|" in value:
+        raise ValueError("an instance id must be a non-empty string of <= 256 chars without '|'")
+
+
+#: Most parent topics one instance may have here (a bound on admin input; the provider's
+#: own quota is a billing matter, docs/fidelity.md).
+MAX_PARENT_TOPICS = 1000
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """An instance's parent topics (SPEC §4a): the first levels its topics may have."""
+
+    instance_id: str
+    parent_topics: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _check_instance_id(self.instance_id)
+        if isinstance(self.parent_topics, str) or not isinstance(self.parent_topics, tuple):
+            raise ValueError("parent_topics must be a list of parent topic names")
+        if len(self.parent_topics) > MAX_PARENT_TOPICS:
+            raise ValueError(f"at most {MAX_PARENT_TOPICS} parent topics per instance")
+        seen: set[str] = set()
+        for name in self.parent_topics:
+            try:
+                validate_parent_topic(name)
+            except InvalidTopic as exc:
+                raise ValueError(str(exc)) from None
+            if name in seen:
+                raise ValueError(f"parent topic {name!r} is listed twice")
+            seen.add(name)
+
+
 #: The documented dev account, present in every fresh data dir.
-DEV_ACCOUNT = AccountSpec("dev-ak", "dev-sk", ("mqtt-dev",))
+DEV_INSTANCE = "mqtt-dev"
+DEV_ACCOUNT = AccountSpec("dev-ak", "dev-sk", (DEV_INSTANCE,))
+#: The dev instance's parent topics (docs/authserver.md): ``dev`` (the dev client's
+#: ``dev/#``), ``demo`` (the provider's demos), ``test``, ``fleet`` (the fleet's default
+#: prefix), ``devices``, ``locust``, ``bench`` and ``rawrate`` (load tools, benchmarks).
+DEV_PARENT_TOPICS = InstanceSpec(
+    DEV_INSTANCE,
+    ("dev", "demo", "test", "fleet", "devices", "locust", "bench", "rawrate"),
+)
 
 
 @dataclass(frozen=True)
@@ -66,8 +116,15 @@ class AuthServerConfig:
     clock: ClockSpec = field(default_factory=ClockSpec)
     #: Extra accounts, created or updated at start (from ``--accounts FILE``).
     accounts: tuple[AccountSpec, ...] = ()
-    #: Create the dev account (``dev-ak``/``dev-sk``/``mqtt-dev``) in a fresh data dir.
+    #: Parent topics per instance, set at start (from ``--accounts FILE``): for each
+    #: instance named, the stored set becomes exactly this one.
+    instances: tuple[InstanceSpec, ...] = ()
+    #: Create the dev account (``dev-ak``/``dev-sk``/``mqtt-dev``, with the parent topics
+    #: of :data:`DEV_PARENT_TOPICS`) in a fresh data dir.
     dev_account: bool = True
+    #: The provider's API rate limits per account (SPEC §3b), on the server's clock;
+    #: ``RateLimits.off()`` turns them all off (``--no-rate-limits``).
+    rate_limits: RateLimits = field(default_factory=RateLimits)
     #: Answer the admin API (``/admin/*``) for non-loopback peers too.
     admin_allow_remote: bool = False
     #: Seed of the fault dice, so a run with faults repeats.
@@ -96,6 +153,11 @@ class AuthServerConfig:
             raise ValueError("nonce_capacity, feed_keep >= 1 and max_body_bytes >= 1024")
         if self.sweep_interval_s <= 0:
             raise ValueError("sweep_interval_s must be > 0")
+        if not isinstance(self.rate_limits, RateLimits):
+            raise ValueError("rate_limits must be a RateLimits")
+        ids = [i.instance_id for i in self.instances]
+        if len(ids) != len(set(ids)):
+            raise ValueError("an instance is listed twice in 'instances'")
 
 
 def parse_bool(value: object) -> bool:
@@ -111,21 +173,40 @@ def parse_bool(value: object) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
-def load_accounts_file(path: Path) -> tuple[AccountSpec, ...]:
-    """Accounts from JSON or TOML (by suffix; ``.toml`` is TOML, anything else JSON).
+@dataclass(frozen=True)
+class AccountsFile:
+    """What an accounts file holds: accounts, and parent topics per instance."""
 
-    Shape: ``{"accounts": [{"access_key_id", "secret", "instances", "enabled"?}]}``
-    (TOML: ``[[accounts]]`` tables).  Raises :class:`ValueError` saying what is wrong.
+    accounts: tuple[AccountSpec, ...] = ()
+    instances: tuple[InstanceSpec, ...] = ()
+
+
+def load_accounts_file(path: Path) -> AccountsFile:
+    """Accounts and instances from JSON or TOML (by suffix; ``.toml`` is TOML, anything
+    else JSON).  Raises :class:`ValueError` saying what is wrong, and where.
+
+    Shape (JSON; TOML: ``[[accounts]]`` tables and ``[instances.<id>]`` tables)::
+
+        {"accounts": [{"access_key_id", "secret", "instances", "enabled"?}],
+         "instances": {"<instance id>": {"parent_topics": ["fleet", "demo"]}}}
+
+    ``instances`` is optional; every instance named there must be owned by an account
+    (of this file or already stored: the server checks at start).
     """
     text = Path(path).read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text) if Path(path).suffix == ".toml" else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"{path}: not valid {Path(path).suffix or 'JSON'}: {exc}") from None
-    items = data.get("accounts") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an object with 'accounts' (and 'instances')")
+    unknown_top = set(data) - {"accounts", "instances"}
+    if unknown_top:
+        raise ValueError(f"{path}: unknown top-level keys {sorted(unknown_top)}")
+    items = data.get("accounts", [])
     if not isinstance(items, list):
         raise ValueError(f"{path}: expected a list under 'accounts'")
-    out = []
+    accounts = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise ValueError(f"{path}: accounts[{i}] is not an object")
@@ -133,7 +214,7 @@ def load_accounts_file(path: Path) -> tuple[AccountSpec, ...]:
         if unknown:
             raise ValueError(f"{path}: accounts[{i}] has unknown keys {sorted(unknown)}")
         try:
-            out.append(
+            accounts.append(
                 AccountSpec(
                     access_key_id=item.get("access_key_id"),  # type: ignore[arg-type]
                     secret=item.get("secret"),  # type: ignore[arg-type]
@@ -143,4 +224,24 @@ def load_accounts_file(path: Path) -> tuple[AccountSpec, ...]:
             )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{path}: accounts[{i}]: {exc}") from None
-    return tuple(out)
+    table = data.get("instances", {})
+    if not isinstance(table, dict):
+        raise ValueError(
+            f"{path}: expected an object under 'instances': {{instance id: {{parent_topics}}}}"
+        )
+    instances = []
+    for instance_id, spec in table.items():
+        where = f"{path}: instances[{instance_id!r}]"
+        if not isinstance(spec, dict):
+            raise ValueError(f"{where} is not an object")
+        unknown = set(spec) - {"parent_topics"}
+        if unknown:
+            raise ValueError(f"{where} has unknown keys {sorted(unknown)}")
+        topics = spec.get("parent_topics", [])
+        if not isinstance(topics, list):
+            raise ValueError(f"{where}: 'parent_topics' must be a list of names")
+        try:
+            instances.append(InstanceSpec(instance_id, tuple(topics)))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    return AccountsFile(tuple(accounts), tuple(instances))

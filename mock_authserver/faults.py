@@ -16,14 +16,16 @@ A fault (``POST /admin/faults``)::
 kind       fields / effect
 =========  =====================================================================
 status     ``status`` (400..599): that HTTP status, body in the request's style
-error      ``code``: a provider code (``"Throttling"``) or legacy int (``409``);
+error      ``code``: a provider code (``"SystemOverFlow"``) or legacy int (``409``);
            ``status`` optional for codes the tree does not know
 latency    ``ms``, ``jitter_ms``: added delay (real time), then served normally
 hang       never answers (until the client gives up or the server stops)
 reset      the connection is aborted without an answer
 outage     ``seconds`` (virtual), ``mode`` ``"503"`` (default) or ``"reset"``:
            every request of the operation fails until then
-throttle   ``per_second``: past N requests in any real second, ``Throttling``
+throttle   ``per_second``: past N requests in any real second, the answer of the
+           real rate limit (:mod:`.ratelimit`): ``ApplyTokenOverFlow`` for an
+           apply, ``Throttling.User`` otherwise (HTTP 400); legacy code 429
 =========  =====================================================================
 
 ``probability`` (default 1) is rolled per request for status/error/latency/hang/reset;
@@ -44,6 +46,7 @@ from .errors import (
     AuthServerError,
     InjectedFault,
     InternalError,
+    InvalidParameter,
     ParameterError,
     RevokeFailed,
     ServiceUnavailable,
@@ -54,6 +57,7 @@ from .errors import (
     TokenGenerationError,
     TokenRevoked,
 )
+from .ratelimit import throttled
 
 __all__ = [
     "KINDS",
@@ -92,12 +96,17 @@ def _all_errors() -> list[type[AuthServerError]]:
     return out
 
 
-def error_for_code(code: str | int, status: int | None = None) -> AuthServerError:
-    """The error an ``error`` fault raises for a provider code or a legacy int code."""
+def error_for_code(
+    code: str | int, status: int | None = None, operation: str = "*"
+) -> AuthServerError:
+    """The error an ``error`` fault raises for a provider code or a legacy int code
+    (a throttling code answers as the real limit of ``operation`` does)."""
     message = f"injected fault: {code}"
     if isinstance(code, int) or (isinstance(code, str) and code.lstrip("-").isdigit()):
         number = int(code)
         cls = _LEGACY.get(number)
+        if cls is Throttled and status is None:
+            return throttled(operation, message)
         if cls is not None and status is None:
             return cls(message)
         return InjectedFault(
@@ -106,9 +115,12 @@ def error_for_code(code: str | int, status: int | None = None) -> AuthServerErro
             openapi_code=_STATUS_CODES.get(status or 500, "InjectedFault"),
             http_status=status or 500,
         )
-    for cls in _all_errors():
-        if cls.openapi_code == code and cls is not InjectedFault and status is None:
-            return cls(message)
+    if status is None and code.startswith("InvalidParameter.") and len(code) > 17:
+        return InvalidParameter(code.split(".", 1)[1], message)
+    if status is None:
+        for cls in _all_errors():
+            if cls not in (InjectedFault, InvalidParameter) and cls.openapi_code == code:
+                return cls(message)
     return InjectedFault(
         message, legacy_code=status or 500, openapi_code=code, http_status=status or 500
     )
@@ -271,7 +283,10 @@ class FaultSet:
                 while window and window[0] <= mono_s - 1.0:
                     window.popleft()
                 if len(window) >= fault.per_second:
-                    outcome = Throttled("request was denied due to request throttling")
+                    outcome = throttled(
+                        operation,
+                        f"injected throttle: more than {fault.per_second:g} requests per second",
+                    )
                 else:
                     window.append(mono_s)
                     continue
@@ -292,7 +307,7 @@ class FaultSet:
                     )
                 elif fault.kind == "error":
                     assert fault.code is not None
-                    outcome = error_for_code(fault.code, fault.status)
+                    outcome = error_for_code(fault.code, fault.status, operation)
                 elif fault.kind in ("hang", "reset"):
                     outcome = fault.kind  # type: ignore[assignment]
             fault.fired += 1

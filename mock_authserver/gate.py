@@ -1,4 +1,5 @@
-"""Carry a fault decision (:mod:`.faults`) out on a live aiohttp request (shell)."""
+"""Carry a fault decision (:mod:`.faults`) and the rate limits (:mod:`.ratelimit`) out
+on a live aiohttp request (shell)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import asyncio
 
 from aiohttp import web
 
-from .appkeys import CLOCK, FAULTS, FEED, METRICS, MONOTONIC, OPERATION
+from .appkeys import CLOCK, FAULTS, FEED, LIMITER, METRICS, MONOTONIC, OPERATION
 from .errors import AuthServerError
 
-__all__ = ["TransportAborted", "gate"]
+__all__ = ["TransportAborted", "gate", "rate_limit"]
 
 
 class TransportAborted(Exception):
@@ -46,3 +47,10 @@ async def gate(request: web.Request, operation: str) -> None:
     if transport is not None:
         transport.abort()
     raise TransportAborted("server stopping")
+
+
+def rate_limit(request: web.Request, wire: str, operation: str, access_key_id: str) -> None:
+    """Count this authenticated request against its account's limit (SPEC §3b), on the
+    server's clock; raises the wire's throttling error past it."""
+    app = request.app
+    app[LIMITER].check(access_key_id, wire, operation, app[CLOCK].now_ms())

@@ -4,6 +4,11 @@ GET (query string) or POST (``application/x-www-form-urlencoded`` or
 ``multipart/form-data``; body fields override query fields).  Every answer is
 ``{"success", "code", "message", "tokenData"}``; business errors come with HTTP 200 and
 the code in the body (see :mod:`.errors`, docs/authserver.md).
+
+Multi-valued parameters (``resources``, ``actions``) follow the provider's signing rule
+(SPEC §3a): their values are sorted before signing, so their order on the wire does not
+matter, and a name given more than once ("same-name parameters") is one comma-joined
+value.  Every authenticated request counts against its account's rate limit (SPEC §3b).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from sim.shared.protocol.signing import LEGACY_APPLY_SIGNED, LEGACY_TOKEN_SIGNED
 from .appkeys import COMMIT, ENGINE, OPERATION
 from .auth import verify_legacy
 from .errors import ParameterError
-from .gate import gate
+from .gate import gate, rate_limit
 from .validation import (
     ApplyRequest,
     parse_actions,
@@ -26,7 +31,10 @@ from .validation import (
     require,
 )
 
-__all__ = ["add_routes", "read_params"]
+__all__ = ["MULTI_VALUED", "add_routes", "read_params"]
+
+#: Parameters whose values are a comma-separated list (SPEC §3a).
+MULTI_VALUED = frozenset({"actions", "resources"})
 
 
 async def read_params(request: web.Request) -> dict[str, str]:
@@ -43,11 +51,14 @@ async def read_params(request: web.Request) -> dict[str, str]:
     for source in sources:
         seen: set[str] = set()
         for key, value in source.items():  # type: ignore[attr-defined]
-            if key in seen:
-                raise ParameterError(f"parameter {key[:40]!r} is given more than once")
-            seen.add(key)
             if not isinstance(value, str):
                 raise ParameterError(f"parameter {key[:40]!r} must be a text value, not a file")
+            if key in seen:
+                if key not in MULTI_VALUED:
+                    raise ParameterError(f"parameter {key[:40]!r} is given more than once")
+                params[key] = f"{params[key]},{value}"  # same-name values: one list
+                continue
+            seen.add(key)
             params[key] = value
     return params
 
@@ -68,11 +79,12 @@ async def apply(request: web.Request) -> web.Response:
         raise ParameterError("serviceName must be 'mq'")
     if params["proxyType"] != "MQTT":
         raise ParameterError("proxyType must be 'MQTT'")
-    actions = parse_actions(params["actions"])
-    resources = parse_resources(params["resources"])
+    actions = parse_actions(params["actions"], any_order=True)
+    resources = parse_resources(params["resources"], any_order=True)
     expire_ms = parse_expire_ms(params["expireTime"])
     engine = request.app[ENGINE]
     account = verify_legacy(engine, params, LEGACY_APPLY_SIGNED)
+    rate_limit(request, "legacy", "apply", account.access_key_id)
     issued = engine.apply(
         ApplyRequest(account.access_key_id, params["instanceId"], actions, resources, expire_ms)
     )
@@ -87,6 +99,7 @@ async def revoke(request: web.Request) -> web.Response:
     token = parse_token(require(params, "token"))
     engine = request.app[ENGINE]
     account = verify_legacy(engine, params, LEGACY_TOKEN_SIGNED)
+    rate_limit(request, "legacy", "revoke", account.access_key_id)
     engine.revoke(account.access_key_id, token)
     return _ok()
 
@@ -98,6 +111,7 @@ async def query(request: web.Request) -> web.Response:
     token = parse_token(require(params, "token"))
     engine = request.app[ENGINE]
     account = verify_legacy(engine, params, LEGACY_TOKEN_SIGNED)
+    rate_limit(request, "legacy", "query", account.access_key_id)
     engine.query(account.access_key_id, token)
     return _ok()
 

@@ -3,7 +3,9 @@ of product ``onsmqtt``, version ``2020-04-20``, signed V3 (``ACS3-HMAC-SHA256``,
 ``Authorization`` header) or RPC v1 (``Signature`` parameter).
 
 Answers ``{"RequestId", ...}`` with 200; errors ``{"RequestId", "HostId", "Code",
-"Message"}`` with a 4xx/5xx status (rendered by the middleware in :mod:`.app`).
+"Message"}`` with a 4xx/5xx status (rendered by the middleware in :mod:`.app`), the codes
+of the provider's error-code table (:mod:`.errors`).  Every authenticated request counts
+against its account's rate limit (SPEC §3b) before the engine sees it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,15 @@ from aiohttp import web
 
 from .appkeys import CODE, COMMIT, CONFIG, ENGINE, NONCES, OPERATION, WALL
 from .auth import verify_rpc, verify_v3
-from .errors import InvalidVersion, ParameterError, TokenInvalid, UnknownAction
-from .gate import gate
+from .errors import (
+    InvalidVersion,
+    MissingParameter,
+    ParameterError,
+    TokenInvalid,
+    UnknownAction,
+    UnsupportedAction,
+)
+from .gate import gate, rate_limit
 from .render import request_id
 from .validation import (
     ApplyRequest,
@@ -31,6 +40,60 @@ __all__ = ["API_VERSION", "add_routes"]
 API_VERSION = "2020-04-20"
 _OPERATIONS = {"ApplyToken": "apply", "QueryToken": "query", "RevokeToken": "revoke"}
 _MAX_FIELDS = 1000
+#: The other actions of onsmqtt 2020-04-20 (from the provider's SDK
+#: ``alibabacloud-onsmqtt20200420``): they exist, this emulator does not serve them, so
+#: they answer ``ApiNotSupport`` (404) rather than ``InvalidAction.NotFound``.
+OTHER_ACTIONS = frozenset(
+    [
+        "ActiveCaCertificate",
+        "ActiveDeviceCertificate",
+        "AddCustomAuthConnectBlack",
+        "AddCustomAuthIdentity",
+        "AddCustomAuthPermission",
+        "BatchQuerySessionByClientIds",
+        "CloseConnection",
+        "CreateGroupId",
+        "DeleteCaCertificate",
+        "DeleteCustomAuthConnectBlack",
+        "DeleteCustomAuthIdentity",
+        "DeleteCustomAuthPermission",
+        "DeleteDeviceCertificate",
+        "DeleteGroupId",
+        "DisasterDowngrade",
+        "DisasterRecovery",
+        "GetCaCertificate",
+        "GetDeviceCertificate",
+        "GetDeviceCredential",
+        "GetRegisterCode",
+        "InactivateCaCertificate",
+        "InactivateDeviceCertificate",
+        "ListCaCertificate",
+        "ListDeviceCertificate",
+        "ListDeviceCertificateByCaSn",
+        "ListDeviceCredentialClientId",
+        "ListGroupId",
+        "ListInstances",
+        "ListTagResources",
+        "QueryCustomAuthConnectBlack",
+        "QueryCustomAuthIdentity",
+        "QueryCustomAuthPermission",
+        "QueryMqttTraceDevice",
+        "QueryMqttTraceMessageOfClient",
+        "QueryMqttTraceMessagePublish",
+        "QueryMqttTraceMessageSubscribe",
+        "QuerySessionByClientId",
+        "RefreshDeviceCredential",
+        "RegisterCaCertificate",
+        "RegisterDeviceCredential",
+        "SendMessage",
+        "SetSniConfig",
+        "TagResources",
+        "UnRegisterDeviceCredential",
+        "UntagResources",
+        "UpdateCustomAuthIdentity",
+        "UpdateCustomAuthPermission",
+    ]
+)
 
 
 def _flat(pairs: list[tuple[str, str]], where: str) -> dict[str, str]:
@@ -77,9 +140,14 @@ async def dispatch(request: web.Request) -> web.Response:
     else:
         action, version = params.get("Action", ""), params.get("Version", "")
     if not action:
-        raise ParameterError("missing action: x-acs-action header or Action parameter")
+        raise MissingParameter("missing action: x-acs-action header or Action parameter")
     operation = _OPERATIONS.get(action)
     if operation is None:
+        if action in OTHER_ACTIONS:
+            raise UnsupportedAction(
+                f"The specified API is not supported: this emulator serves only ApplyToken,"
+                f" QueryToken and RevokeToken of onsmqtt, not {action}"
+            )
         raise UnknownAction(f"action {action[:64]!r} does not exist in onsmqtt {API_VERSION}")
     request[OPERATION] = operation
     await gate(request, operation)
@@ -111,6 +179,7 @@ async def dispatch(request: web.Request) -> web.Response:
         )
     rid = request_id(request)
     ak = account.access_key_id
+    rate_limit(request, "openapi", operation, ak)
     if operation == "apply":
         issued = engine.apply(
             ApplyRequest(

@@ -1,7 +1,8 @@
 """SQLite storage of the AuthServer (SPEC §3c: issued and revoked state persists).
 
-One file, ``authserver.sqlite3`` under the data dir, in WAL mode: accounts, token
-signing keys, issued tokens, revocations and the feed of events.  Calls are synchronous
+One file, ``authserver.sqlite3`` under the data dir, in WAL mode: accounts and their
+instances' parent topics, token signing keys, issued tokens, revocations and the feed
+of events.  Calls are synchronous
 and short (one indexed write per request); the TTL engine
 (:mod:`mock_authserver.ttl`) is the only writer, through the :class:`Repository`
 protocol it declares, so the engine itself stays free of I/O.
@@ -29,6 +30,8 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (
     access_key_id TEXT PRIMARY KEY, secret TEXT NOT NULL,
     instances TEXT NOT NULL, enabled INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS parent_topics (
+    instance_id TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (instance_id, name));
 CREATE TABLE IF NOT EXISTS signing_keys (
     kid TEXT PRIMARY KEY, key BLOB NOT NULL, created_ms INTEGER NOT NULL,
     current INTEGER NOT NULL);
@@ -99,6 +102,22 @@ class SqliteStore:
 
     def delete_account(self, access_key_id: str) -> None:
         self._db.execute("DELETE FROM accounts WHERE access_key_id = ?", (access_key_id,))
+
+    # -- parent topics (SPEC §4a) ------------------------------------------------------------
+
+    def load_parent_topics(self) -> list[tuple[str, str]]:
+        rows = self._db.execute(
+            "SELECT instance_id, name FROM parent_topics ORDER BY 1, 2"
+        ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def put_parent_topic(self, instance_id: str, name: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO parent_topics VALUES (?, ?)", (instance_id, name))
+
+    def delete_parent_topic(self, instance_id: str, name: str) -> None:
+        self._db.execute(
+            "DELETE FROM parent_topics WHERE instance_id = ? AND name = ?", (instance_id, name)
+        )
 
     # -- signing keys ---------------------------------------------------------------------
 

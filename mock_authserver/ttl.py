@@ -13,6 +13,12 @@ Rules (SPEC §3a):
 * revoke of a forged token or another account's token fails (410); revoking twice, or an
   expired token, is a no-op success.
 
+Parent topics (SPEC §4a) are kept per instance beside the accounts: set by the admin API
+and the accounts file, read by :meth:`TTLEngine.parent_topics` (the seam through which a
+broker document will carry them: the feed event kind :data:`FEED_PARENT_TOPICS` is
+reserved for that and not emitted yet).  The AuthServer does not check resources against
+them: the provider's docs do not say its token service does.
+
 The feed: every revocation and account change is an event with a growing ``seq``; the
 broker reads :meth:`TTLEngine.bootstrap` once, then follows :meth:`TTLEngine.feed` (the
 typed documents of :mod:`sim.shared.protocol.feed`; storage keeps their JSON).
@@ -45,21 +51,23 @@ from sim.shared.protocol.tokens import (
     new_token_id,
 )
 
-from .config import AccountSpec
+from .config import MAX_PARENT_TOPICS, AccountSpec, InstanceSpec
 from .errors import (
     AccessKeyDisabled,
     AccessKeyNotFound,
+    InvalidParameter,
     RevokeFailed,
+    RevokeForbidden,
     TokenExpired,
     TokenForged,
     TokenGenerationError,
     TokenRevoked,
     UnknownInstance,
 )
-from .errors import ParameterError as _ParameterError
 from .validation import ApplyRequest
 
 __all__ = [
+    "FEED_PARENT_TOPICS",
     "MAX_TTL_MS",
     "MIN_TTL_MS",
     "IssuedToken",
@@ -73,6 +81,11 @@ MIN_TTL_MS = 60_000
 MAX_TTL_MS = 30 * 24 * 3600 * 1000
 #: How long expired tokens stay inspectable before a sweep forgets them (virtual ms).
 RETENTION_MS = 24 * 3600 * 1000
+#: Feed event kind reserved for an instance's parent topics (not emitted yet: the broker
+#: documents that will carry it are being typed; docs/authserver.md).
+FEED_PARENT_TOPICS = "parent_topics"
+#: Meta key: the dev instance's parent topics were seeded once (a user may delete them).
+_DEV_TOPICS_SEEDED = "dev_parent_topics"
 
 
 class NowSource(Protocol):
@@ -87,6 +100,9 @@ class Repository(Protocol):
     def load_accounts(self) -> list[AccountSpec]: ...
     def put_account(self, account: AccountSpec) -> None: ...
     def delete_account(self, access_key_id: str) -> None: ...
+    def load_parent_topics(self) -> list[tuple[str, str]]: ...
+    def put_parent_topic(self, instance_id: str, name: str) -> None: ...
+    def delete_parent_topic(self, instance_id: str, name: str) -> None: ...
     def load_keys(self) -> tuple[dict[str, bytes], str | None]: ...
     def add_key(self, kid: str, key: bytes, created_ms: int) -> None: ...
     def save_token(self, claims: TokenClaims) -> None: ...
@@ -116,8 +132,14 @@ class TTLEngine:
         *,
         feed_keep: int = 10_000,
         dev_account: AccountSpec | None = None,
+        dev_instance: InstanceSpec | None = None,
         accounts: Iterable[AccountSpec] = (),
+        instances: Iterable[InstanceSpec] = (),
     ):
+        """``dev_account``/``dev_instance``: created once, in a fresh data dir (the dev
+        instance's parent topics also once in an older one); ``accounts``/``instances``:
+        made to match at every start (:class:`ValueError` if an instance is no
+        account's)."""
         self._clock = clock
         self._repo = repo
         self._feed_keep = feed_keep
@@ -146,6 +168,19 @@ class TTLEngine:
         for account in accounts:
             if self._accounts.get(account.access_key_id) != account:
                 self.put_account(account)
+        self._parents: dict[str, set[str]] = {}
+        for instance_id, name in repo.load_parent_topics():
+            self._parents.setdefault(instance_id, set()).add(name)
+        if (
+            dev_instance is not None
+            and repo.get_meta(_DEV_TOPICS_SEEDED) is None
+            and self.owners(dev_instance.instance_id)
+        ):
+            for name in dev_instance.parent_topics:
+                self.add_parent_topic(dev_instance.instance_id, name)
+            repo.set_meta(_DEV_TOPICS_SEEDED, str(now))
+        for spec in instances:
+            self.set_parent_topics(spec)
         self._revoked = repo.load_revocations(now)
 
     # -- accounts -------------------------------------------------------------------------
@@ -182,23 +217,78 @@ class TTLEngine:
         self._emit(AccountEvent(self._next_seq(), gone, deleted=True))
         return True
 
+    def owners(self, instance_id: str) -> list[str]:
+        """AccessKeyIds of the accounts that own ``instance_id`` (any state)."""
+        return sorted(
+            a.access_key_id for a in self._accounts.values() if instance_id in a.instances
+        )
+
+    # -- parent topics (SPEC §4a) ------------------------------------------------------------
+
+    def parent_topics(self) -> dict[str, tuple[str, ...]]:
+        """Every instance's parent topics, sorted: what a broker needs to refuse topics
+        outside them (the seam for the broker documents; docs/authserver.md)."""
+        return {i: tuple(sorted(names)) for i, names in sorted(self._parents.items()) if names}
+
+    def parent_topics_of(self, instance_id: str) -> tuple[str, ...]:
+        return tuple(sorted(self._parents.get(instance_id, ())))
+
+    def add_parent_topic(self, instance_id: str, name: str) -> bool:
+        """Create ``name`` under ``instance_id`` (valid names only: the caller checked
+        them); False if it was there.  :class:`ValueError` when the instance is no
+        account's or already has :data:`MAX_PARENT_TOPICS`."""
+        if not self.owners(instance_id):
+            raise ValueError(f"instance {instance_id[:64]!r} is not owned by any account")
+        names = self._parents.setdefault(instance_id, set())
+        if name in names:
+            return False
+        if len(names) >= MAX_PARENT_TOPICS:
+            raise ValueError(f"instance {instance_id[:64]!r} has {MAX_PARENT_TOPICS} parent topics")
+        self._repo.put_parent_topic(instance_id, name)
+        names.add(name)
+        return True
+
+    def delete_parent_topic(self, instance_id: str, name: str) -> bool:
+        names = self._parents.get(instance_id)
+        if not names or name not in names:
+            return False
+        self._repo.delete_parent_topic(instance_id, name)
+        names.discard(name)
+        return True
+
+    def set_parent_topics(self, spec: InstanceSpec) -> None:
+        """Make the instance's parent topics exactly ``spec.parent_topics``."""
+        if not self.owners(spec.instance_id):
+            raise ValueError(f"instance {spec.instance_id[:64]!r} is not owned by any account")
+        for name in set(self.parent_topics_of(spec.instance_id)) - set(spec.parent_topics):
+            self.delete_parent_topic(spec.instance_id, name)
+        for name in spec.parent_topics:
+            self.add_parent_topic(spec.instance_id, name)
+
     # -- tokens ---------------------------------------------------------------------------
 
     @property
     def codec(self) -> TokenCodec:
         return self._codec
 
-    def apply(self, req: ApplyRequest) -> IssuedToken:
-        account = self.account(req.access_key_id)
-        if req.instance_id not in account.instances:
+    def _own_instance(self, access_key_id: str, instance_id: str) -> AccountSpec:
+        """The caller's account if it owns ``instance_id``; an unknown instance and
+        another account's answer the same (tenants never see each other)."""
+        account = self.account(access_key_id)
+        if instance_id not in account.instances:
             raise UnknownInstance(
-                f"instanceId {req.instance_id[:64]!r} is not an instance of this AccessKey"
+                f"instanceId {instance_id[:64]!r} is not an instance of this AccessKey"
             )
+        return account
+
+    def apply(self, req: ApplyRequest) -> IssuedToken:
+        account = self._own_instance(req.access_key_id, req.instance_id)
         now = self._clock.now_ms()
         if req.expire_ms < now + MIN_TTL_MS:
-            raise _ParameterError(
+            raise InvalidParameter(
+                "ExpireTime",
                 f"expireTime must be at least now + 60 s ({now + MIN_TTL_MS} ms),"
-                f" got {str(req.expire_ms)[:40]}"
+                f" got {str(req.expire_ms)[:40]}",
             )
         expire_ms = min(req.expire_ms, now + MAX_TTL_MS)  # SPEC §3a: capped at 30 days
         claims = TokenClaims(
@@ -235,6 +325,9 @@ class TTLEngine:
         return claims
 
     def query(self, access_key_id: str, token: str, instance_id: str | None = None) -> TokenClaims:
+        """``instance_id`` (OpenAPI) must be the caller's; the legacy API names none."""
+        if instance_id is not None:
+            self._own_instance(access_key_id, instance_id)
         claims = self.check(token)
         if claims.access_key_id != access_key_id or (
             instance_id is not None and claims.instance_id != instance_id
@@ -243,6 +336,8 @@ class TTLEngine:
         return claims
 
     def revoke(self, access_key_id: str, token: str, instance_id: str | None = None) -> None:
+        if instance_id is not None:
+            self._own_instance(access_key_id, instance_id)
         try:
             claims = self._decode(token)
         except TokenForged as exc:
@@ -250,7 +345,9 @@ class TTLEngine:
         if claims.access_key_id != access_key_id or (
             instance_id is not None and claims.instance_id != instance_id
         ):
-            raise RevokeFailed("cannot revoke: token was not issued to this AccessKey and instance")
+            raise RevokeForbidden(
+                "cannot revoke: token was not issued to this AccessKey and instance"
+            )
         now = self._clock.now_ms()
         if claims.token_id in self._revoked or claims.expire_ms <= now:
             return  # nothing left to revoke: idempotent
@@ -358,6 +455,7 @@ class MemoryRepository:
     def __init__(self) -> None:
         self.meta: dict[str, str] = {}
         self.accounts: dict[str, AccountSpec] = {}
+        self.parents: set[tuple[str, str]] = set()
         self.keys: dict[str, bytes] = {}
         self.current: str | None = None
         self.tokens: dict[str, TokenClaims] = {}
@@ -378,6 +476,15 @@ class MemoryRepository:
 
     def delete_account(self, access_key_id: str) -> None:
         self.accounts.pop(access_key_id, None)
+
+    def load_parent_topics(self) -> list[tuple[str, str]]:
+        return sorted(self.parents)
+
+    def put_parent_topic(self, instance_id: str, name: str) -> None:
+        self.parents.add((instance_id, name))
+
+    def delete_parent_topic(self, instance_id: str, name: str) -> None:
+        self.parents.discard((instance_id, name))
 
     def load_keys(self) -> tuple[dict[str, bytes], str | None]:
         return dict(self.keys), self.current

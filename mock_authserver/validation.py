@@ -2,8 +2,17 @@
 
 Every function takes plain strings (what the shells parsed off the wire) and returns
 typed values or raises a :class:`~mock_authserver.errors.ParameterError` whose message
-names the parameter and the rule.  Rules that need the time (the 60 s minimum and the
-30-day cap of ``expireTime``) live in the TTL engine, which owns "now".
+names the parameter and the rule (an :class:`~mock_authserver.errors.InvalidParameter`,
+``InvalidParameter.<Name>`` on the OpenAPI wire, when one named parameter is wrong).
+Rules that need the time (the 60 s minimum and the 30-day cap of ``expireTime``) live in
+the TTL engine, which owns "now".
+
+Resources are refused where the provider's broker would refuse them (SPEC §4a): each is
+checked by :func:`sim.shared.protocol.topics.validate_provider_topic` (at most 64
+characters of letters, digits, ``-``, ``_``, ``/`` and the wildcards).  Their order: the
+legacy API sorts multi-valued parameters before signing (SPEC §3a), so any order is
+accepted there and the token's resources come out sorted; the OpenAPI ``Resources`` must
+come in dictionary order, as its API page says.
 """
 
 from __future__ import annotations
@@ -14,16 +23,15 @@ from dataclasses import dataclass
 
 from sim.shared.protocol.errors import InvalidTopic
 from sim.shared.protocol.tokens import MAX_TOKEN_CHARS
-from sim.shared.protocol.topics import validate_filter
+from sim.shared.protocol.topics import validate_provider_topic
 
-from .errors import MissingParameter, ParameterError
+from .errors import InvalidParameter, MissingParameter, ParameterError
 
 __all__ = [
     "ACTIONS",
     "MAX_EXPIRE_DIGITS",
     "MAX_PARAM_CHARS",
     "MAX_RESOURCES",
-    "MAX_RESOURCE_CHARS",
     "ApplyRequest",
     "parse_actions",
     "parse_expire_ms",
@@ -39,8 +47,6 @@ ACTIONS: dict[str, frozenset[str]] = {
     "R,W": frozenset({"R", "W"}),
 }
 MAX_RESOURCES = 100
-#: A resource is an MQTT topic filter; the wire caps it (and the token must stay small).
-MAX_RESOURCE_CHARS = 1024
 #: Longest value of any parameter we read; longer is a parameter error, not a 5xx.
 MAX_PARAM_CHARS = 128 * 1024
 #: ``expireTime`` is a count of milliseconds; anything longer than this is not a time.
@@ -66,37 +72,45 @@ def require(params: Mapping[str, str], name: str) -> str:
     if not isinstance(value, str):
         raise ParameterError(f"parameter {name!r} must be a text value")
     if len(value) > MAX_PARAM_CHARS:
-        raise ParameterError(f"parameter {name!r} is longer than {MAX_PARAM_CHARS} characters")
+        raise InvalidParameter(
+            name, f"parameter {name!r} is longer than {MAX_PARAM_CHARS} characters"
+        )
     return value
 
 
-def parse_actions(value: str, name: str = "actions") -> frozenset[str]:
+def parse_actions(value: str, name: str = "actions", *, any_order: bool = False) -> frozenset[str]:
+    """``R``, ``W`` or ``R,W``; with ``any_order`` (the legacy API, whose signing rule
+    sorts multi-valued parameters) also ``W,R``."""
+    key = ",".join(sorted(value.split(","))) if any_order else value
     try:
-        return ACTIONS[value]
+        return ACTIONS[key]
     except KeyError:
-        raise ParameterError(f"{name} must be R, W or R,W, got {value[:20]!r}") from None
+        raise InvalidParameter(name, f"{name} must be R, W or R,W, got {value[:20]!r}") from None
 
 
-def parse_resources(value: str, name: str = "resources") -> tuple[str, ...]:
-    """1 to 100 topic filters, comma-separated, in dictionary order, no repeats."""
+def parse_resources(
+    value: str, name: str = "resources", *, any_order: bool = False
+) -> tuple[str, ...]:
+    """1 to 100 topic filters the provider accepts, comma-separated, no repeats; in
+    dictionary order unless ``any_order`` (then sorted here).  Sorted either way."""
     items = value.split(",")
     if len(items) > MAX_RESOURCES:
-        raise ParameterError(f"{name} lists {len(items)} topic filters; at most {MAX_RESOURCES}")
+        raise InvalidParameter(
+            name, f"{name} lists {len(items)} topic filters; at most {MAX_RESOURCES}"
+        )
     for item in items:
-        if len(item) > MAX_RESOURCE_CHARS:
-            raise ParameterError(
-                f"{name}: a topic filter is longer than {MAX_RESOURCE_CHARS} characters"
-            )
         try:
-            validate_filter(item)
+            validate_provider_topic(item, filter=True)
         except InvalidTopic as exc:
-            raise ParameterError(f"{name}: {exc}") from None
+            raise InvalidParameter(name, f"{name}: {exc}") from None
+    if any_order:
+        items.sort()
     for a, b in itertools.pairwise(items):
         if a == b:
-            raise ParameterError(f"{name}: topic filter {a[:80]!r} is listed twice")
+            raise InvalidParameter(name, f"{name}: topic filter {a!r} is listed twice")
         if a > b:
-            raise ParameterError(
-                f"{name} must be in dictionary order: {a[:80]!r} comes after {b[:80]!r}"
+            raise InvalidParameter(
+                name, f"{name} must be in dictionary order: {a!r} comes after {b!r}"
             )
     return tuple(items)
 
@@ -104,13 +118,13 @@ def parse_resources(value: str, name: str = "resources") -> tuple[str, ...]:
 def parse_expire_ms(value: str, name: str = "expireTime") -> int:
     """A non-negative integer count of milliseconds (bounds are the engine's rule)."""
     if not value.isascii() or not value.isdigit():
-        raise ParameterError(f"{name} must be an integer count of milliseconds")
+        raise InvalidParameter(name, f"{name} must be an integer count of milliseconds")
     if len(value) > MAX_EXPIRE_DIGITS:
-        raise ParameterError(f"{name} has more than {MAX_EXPIRE_DIGITS} digits")
+        raise InvalidParameter(name, f"{name} has more than {MAX_EXPIRE_DIGITS} digits")
     return int(value)
 
 
 def parse_token(value: str, name: str = "token") -> str:
     if len(value) > MAX_TOKEN_CHARS:
-        raise ParameterError(f"{name} is longer than {MAX_TOKEN_CHARS} characters")
+        raise InvalidParameter(name, f"{name} is longer than {MAX_TOKEN_CHARS} characters")
     return value

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 
 from .base import RunContext, ScenarioParams
-from .env import UNTHROTTLED, EmbeddedOptions, Unsupported
+from .env import BULK_APPLIES, UNTHROTTLED, EmbeddedOptions, Unsupported
 from .population import Population
 from .report import Expectation
 
@@ -36,7 +36,9 @@ PHASES = ("first_start", "client_restart", "empty_stores", "appserver_restart")
 def embedded_options(params: ScenarioParams) -> EmbeddedOptions:
     # The AppServer's apply rate limit (50/s by default) protects a recovering
     # AuthServer; here it would only make the fleet's first start last N / 50 s.
-    return EmbeddedOptions(seed=params.seed, appserver_overrides=UNTHROTTLED)
+    return EmbeddedOptions(
+        seed=params.seed, appserver_overrides=UNTHROTTLED, authserver_rate_limits=BULK_APPLIES
+    )
 
 
 async def run(ctx: RunContext) -> None:

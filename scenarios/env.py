@@ -38,6 +38,7 @@ from .metrics import MetricsSnapshot, parse_metrics
 
 __all__ = [
     "APPLY_METRIC",
+    "BULK_APPLIES",
     "UNTHROTTLED",
     "EmbeddedOptions",
     "Endpoints",
@@ -54,6 +55,9 @@ APPLY_METRIC = "mqtt_authserver_requests_total"
 
 #: AppServer overrides for scenarios whose fleets start all at once (not the subject).
 UNTHROTTLED: Mapping[str, Any] = {"drain_rate_per_s": 1_000_000.0, "drain_burst": 1_000_000}
+#: ... and the AuthServer's side of it: a fleet's first start is one apply per client,
+#: past the provider's legacy apply limit (1,000/s, SPEC §3b) for the big sizes.
+BULK_APPLIES: Mapping[str, str] = {"legacy_apply": "off"}
 
 
 class EnvironmentError_(RuntimeError):
@@ -94,6 +98,10 @@ class EmbeddedOptions:
     expire_notice_lead_s: float | None = None
     appserver_overrides: Mapping[str, Any] = field(default_factory=dict)
     broker_overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: AuthServer rate limits that differ from the provider's (SPEC §3b), as text:
+    #: ``{"legacy_revoke": "off"}``, ``{"all": "off"}`` (RateLimits.with_overrides).  A
+    #: scenario that applies or revokes in bulk says so here.
+    authserver_rate_limits: Mapping[str, str] = field(default_factory=dict)
     seed: int | None = None
 
 
@@ -251,6 +259,7 @@ class _EmbeddedStack:
 
     async def start(self) -> None:
         from mock_authserver.config import AuthServerConfig
+        from mock_authserver.ratelimit import RateLimits
         from mock_authserver.runner import run_authserver
         from mock_broker.config import BrokerConfig
         from sim.customer.appserver.config import AppServerConfig
@@ -259,8 +268,10 @@ class _EmbeddedStack:
         app_dir = self.data_dir / "appserver"
         auth_dir.mkdir(parents=True, exist_ok=True)
         app_dir.mkdir(parents=True, exist_ok=True)
+        limits = RateLimits().with_overrides(self.options.authserver_rate_limits)
         self._auth_cm = run_authserver(
-            AuthServerConfig(host="127.0.0.1", port=0, data_dir=auth_dir), clock=self.clock
+            AuthServerConfig(host="127.0.0.1", port=0, data_dir=auth_dir, rate_limits=limits),
+            clock=self.clock,
         )
         self.auth = await self._auth_cm.__aenter__()
         broker_kw: dict[str, Any] = {

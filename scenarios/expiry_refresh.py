@@ -27,7 +27,7 @@ from sim.customer.client.events import EventKind
 from sim.customer.client.policy import RefreshPolicy
 
 from .base import RunContext, ScenarioParams
-from .env import EmbeddedOptions
+from .env import BULK_APPLIES, EmbeddedOptions
 from .population import Population
 from .report import Expectation
 
@@ -53,6 +53,7 @@ def embedded_options(params: ScenarioParams) -> EmbeddedOptions:
         refresh_margin_s=APP_MARGIN_S,
         expire_notice_lead_s=NOTICE_LEAD_S,
         appserver_overrides={"drain_burst": 100_000, "drain_rate_per_s": 1_000_000.0},
+        authserver_rate_limits=BULK_APPLIES,  # every client refreshes in the same window
         seed=params.seed,
     )
 

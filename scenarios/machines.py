@@ -215,6 +215,8 @@ class TestStack:
                 "upstream_timeout_s": 5.0,
                 "retry_after_s": 1.0,
             },
+            # Nor has it the provider's API rate limits (SPEC §3b).
+            authserver_rate_limits={"all": "off"},
             seed=0,
         )
 

@@ -51,7 +51,7 @@ from sim.customer.client.policy import Backoff
 
 from .base import RunContext, ScenarioParams
 from .connect_rate import measure_connect_rate
-from .env import UNTHROTTLED, EmbeddedOptions, Unsupported
+from .env import BULK_APPLIES, UNTHROTTLED, EmbeddedOptions, Unsupported
 from .population import Population
 from .report import Expectation, latency_figures, spread_figures
 
@@ -67,7 +67,9 @@ STACK_PROCESS = True
 def embedded_options(params: ScenarioParams) -> EmbeddedOptions:
     # The AppServer's apply rate limit (50/s by default) protects a recovering
     # AuthServer; here it would only make the fleet's first start last N / 50 s.
-    return EmbeddedOptions(seed=params.seed, appserver_overrides=UNTHROTTLED)
+    return EmbeddedOptions(
+        seed=params.seed, appserver_overrides=UNTHROTTLED, authserver_rate_limits=BULK_APPLIES
+    )
 
 
 def connect_latencies(events: list[Any], t0: float) -> list[float]:

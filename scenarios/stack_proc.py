@@ -78,6 +78,7 @@ def _options_json(options: EmbeddedOptions) -> str:
     doc["data_dir"] = str(options.data_dir) if options.data_dir else None
     doc["appserver_overrides"] = dict(options.appserver_overrides)
     doc["broker_overrides"] = dict(options.broker_overrides)
+    doc["authserver_rate_limits"] = dict(options.authserver_rate_limits)
     return json.dumps(doc)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,9 @@ class StackConfig:
     secret_key: str = field(default=DEV_SECRET_KEY, repr=False)
     instance_id: str = DEV_INSTANCE
     seed: int | None = None
+    #: AuthServer rate limits that differ from the provider's (SPEC §3b), as text:
+    #: ``{"legacy_apply": "off"}``, ``{"all": "off"}`` (RateLimits.with_overrides)
+    authserver_rate_limits: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("authserver_port", "broker_port", "appserver_port"):
@@ -95,6 +98,9 @@ class StackConfig:
         ):
             if url is not None and not url.startswith(schemes):
                 raise ValueError(f"{name} must start with {' or '.join(schemes)}, got {url!r}")
+        from mock_authserver.ratelimit import RateLimits  # pure and small: checked early
+
+        RateLimits().with_overrides(self.authserver_rate_limits)
 
 
 @dataclass
@@ -166,6 +172,7 @@ async def run_stack(
     """Start the parts, yield a :class:`StackHandle`, stop them (data flushed) on exit."""
     # Lazy imports: `import sim.harness.stack` stays cheap (the plugin imports it lazily).
     from mock_authserver.config import AuthServerConfig
+    from mock_authserver.ratelimit import RateLimits
     from mock_authserver.runner import run_authserver
     from mock_broker.broker import run_broker
     from mock_broker.config import BrokerConfig
@@ -187,6 +194,7 @@ async def run_stack(
                         port=config.authserver_port,
                         data_dir=data / "authserver",
                         clock=config.clock,
+                        rate_limits=RateLimits().with_overrides(config.authserver_rate_limits),
                     ),
                     clock=clock,
                 )

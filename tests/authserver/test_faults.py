@@ -9,8 +9,11 @@ import pytest
 
 from mock_authserver.errors import (
     AdminError,
+    ApplyThrottled,
     InjectedFault,
+    InvalidParameter,
     ServiceUnavailable,
+    SystemOverloaded,
     Throttled,
     TokenGenerationError,
 )
@@ -61,8 +64,30 @@ def test_outage_uses_virtual_time_and_throttle_a_real_second():
     assert [isinstance(o, Throttled) for o in got] == [False, False, True, True, False, True]
 
 
+def test_throttle_fault_answers_as_the_real_limit_per_operation():
+    # SPEC §3b: a throttled apply is ApplyTokenOverFlow, anything else Throttling.User,
+    # both HTTP 400 on the OpenAPI wire; the same classes the rate limiter raises.
+    faults = FaultSet()
+    faults.add({"operation": "*", "kind": "throttle", "per_second": 1}, NOW_MS)
+    assert faults.decide("revoke", NOW_MS, 0.0).outcome is None  # the one of this second
+    apply = faults.decide("apply", NOW_MS, 0.0).outcome
+    query = faults.decide("query", NOW_MS, 0.0).outcome
+    assert type(apply) is ApplyThrottled and type(query) is Throttled
+    assert (apply.openapi_code, apply.http_status) == ("ApplyTokenOverFlow", 400)
+    assert (query.openapi_code, query.http_status) == ("Throttling.User", 400)
+    assert apply.legacy_code == query.legacy_code == 429
+
+
 def test_error_codes_map_onto_the_tree():
-    assert isinstance(error_for_code("Throttling"), Throttled)
+    assert type(error_for_code("Throttling.User")) is Throttled
+    assert type(error_for_code("ApplyTokenOverFlow")) is ApplyThrottled
+    assert type(error_for_code(429, operation="apply")) is ApplyThrottled
+    assert type(error_for_code(429, operation="query")) is Throttled
+    assert isinstance(error_for_code("SystemOverFlow"), SystemOverloaded)
+    param = error_for_code("InvalidParameter.ExpireTime")
+    assert isinstance(param, InvalidParameter) and param.openapi_code == (
+        "InvalidParameter.ExpireTime"
+    )
     assert isinstance(error_for_code(409), TokenGenerationError)
     odd = error_for_code("Some.Other", 502)
     assert isinstance(odd, InjectedFault)
@@ -112,9 +137,9 @@ async def test_status_and_error_faults_in_both_styles(auth, http):
         200,
         {"success": False, "code": 409, "message": "injected fault: 409", "tokenData": ""},
     )
-    await add_fault(http, auth, {"operation": "*", "kind": "error", "code": "Throttling"})
+    await add_fault(http, auth, {"operation": "*", "kind": "error", "code": "Throttling.User"})
     async with http.post(f"{auth.url}/", params={"Action": "QueryToken"}) as r:
-        assert r.status == 429 and (await r.json())["Code"] == "Throttling"
+        assert r.status == 400 and (await r.json())["Code"] == "Throttling.User"
     async with http.delete(f"{auth.url}/admin/faults") as r:
         assert r.status == 200
     assert (await call(http, auth, "apply", apply_params(EXP)))[1]["success"] is True

@@ -77,8 +77,6 @@ NOW_MS = int(START * 1000)
         (_without(apply_params(EXP), "accessKey"), 400, "'accessKey'"),
         (_without(apply_params(EXP), "signature"), 400, "'signature'"),
         (apply_params(EXP, actions="RW"), 400, "R, W or R,W"),
-        (apply_params(EXP, actions="W,R"), 400, "R, W or R,W"),
-        (apply_params(EXP, resources="b/#,a/+"), 400, "dictionary order"),
         (apply_params(EXP, resources="a,a"), 400, "twice"),
         (apply_params(EXP, resources="a/#/b"), 400, "'#'"),
         (apply_params(EXP, resources="a/b+"), 400, "'+'"),
@@ -88,7 +86,12 @@ NOW_MS = int(START * 1000)
             400,
             "at most 100",
         ),
-        (apply_params(EXP, resources="x" * 2000), 400, "longer than"),
+        (apply_params(EXP, resources="x" * 2000), 400, "at most 64"),
+        (apply_params(EXP, resources="a/" + "b" * 198), 400, "at most 64"),
+        (apply_params(EXP, resources="a:b/#"), 400, "':'"),
+        (apply_params(EXP, resources="a/%41"), 400, "'%'"),
+        (apply_params(EXP, resources="a/b c"), 400, "' '"),
+        (apply_params(EXP, resources="a/é"), 400, "'é'"),
         (apply_params(EXP, serviceName="sqs"), 400, "serviceName"),
         (apply_params(EXP, proxyType="AMQP"), 400, "proxyType"),
         (apply_params(EXP, expireTime="soon"), 400, "integer"),
@@ -115,10 +118,13 @@ async def test_huge_expire_time_is_capped_not_an_error(auth, http):
     assert claims.expire_ms == NOW_MS + 30 * 86400 * 1000
 
 
-async def test_too_many_large_resources_is_409(auth, http):
-    res = ",".join(sorted(f"t/{i:03d}/" + "x" * 1000 for i in range(100)))
+async def test_largest_resources_the_provider_allows_still_make_a_token(auth, http):
+    # 100 filters of 64 characters (SPEC §3a, §4a): the token stays under the codec's
+    # limit, so 409 (token generation error) cannot be reached through parameters.
+    res = ",".join(sorted(f"fleet/{i:03d}/" + "x" * 54 for i in range(100)))
+    assert all(len(r) == 64 for r in res.split(","))
     status, body = await call(http, auth, "apply", apply_params(EXP, resources=res))
-    assert (status, body["code"]) == (200, 409)
+    assert (status, body["success"]) == (200, True), body
 
 
 async def test_megabyte_param_and_body(auth, http):

@@ -41,7 +41,10 @@ async def test_accounts_file_json_and_toml(tmp_path, http, clock):
     (tmp_path / "a.toml").write_text(
         '[[accounts]]\naccess_key_id = "ak3"\nsecret = "s3"\ninstances = ["i3"]\nenabled = false\n'
     )
-    accounts = load_accounts_file(tmp_path / "a.json") + load_accounts_file(tmp_path / "a.toml")
+    accounts = (
+        load_accounts_file(tmp_path / "a.json").accounts
+        + load_accounts_file(tmp_path / "a.toml").accounts
+    )
     config = AuthServerConfig(data_dir=tmp_path / "d", accounts=accounts)
     async with run_authserver(config, clock=clock) as auth:
         token = await apply_token(http, auth, clock, secret="s2", access_key="ak2", instance="i2")

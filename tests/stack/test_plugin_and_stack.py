@@ -74,7 +74,13 @@ def test_plugin_costs_nothing_when_unused(tmp_path: Path) -> None:
 async def test_stack_follows_an_external_authserver(tmp_path: Path) -> None:
     clock = ManualClock()
     base = dict(authserver_port=0, broker_port=0, appserver_port=0, password_hash_cost=4)
-    async with run_stack(StackConfig(data_dir=tmp_path / "a", **base), clock=clock) as first:
+    first_cfg = StackConfig(
+        data_dir=tmp_path / "a", authserver_rate_limits={"legacy_revoke": "off"}, **base
+    )
+    async with run_stack(first_cfg, clock=clock) as first:
+        limits = first.authserver.config.rate_limits
+        assert limits.rate("legacy", "revoke") is None  # the override reached the AuthServer
+        assert str(limits.rate("legacy", "apply")) == "1000/s"  # the rest as the provider's
         cfg = StackConfig(
             data_dir=tmp_path / "b", authserver_url=first.authserver_url, dev_client=False, **base
         )
@@ -113,3 +119,5 @@ def test_stack_config_is_validated(tmp_path: Path) -> None:
         StackConfig(data_dir=tmp_path, authserver_url="ftp://x")
     with pytest.raises(ValueError, match="token_ttl_s"):
         StackConfig(data_dir=tmp_path, token_ttl_s=10)
+    with pytest.raises(ValueError, match="unknown rate limit"):
+        StackConfig(data_dir=tmp_path, authserver_rate_limits={"legacy_everything": "off"})

@@ -83,3 +83,44 @@ def test_v3_authorization_rejects_malformed(header):
 
 def test_percent_encode_is_rfc3986():
     assert signing.percent_encode("a b*~/+") == "a%20b%2A~%2F%2B"
+
+
+# -- the provider's sorting of multi-valued parameters (SPEC §3a) -----------------------------
+# Expected signatures computed independently of our code:
+#   printf '%s' "$STRING_TO_SIGN" | openssl dgst -sha1 -hmac dev-sk -binary | base64
+
+SORTED_STS = (
+    "actions=R,W&expireTime=1764300000000&instanceId=mqtt-dev&resources=b1/#,b2/+&serviceName=mq"
+)
+SORTED_SIG = "lW1O4SndpzP4NW7WAFXs3n0MXiY="
+UNSORTED_SIG = "Mef0hcd/oukwt79ihO4BEqMYh+M="  # the same pairs, resources as 'b2/+,b1/#'
+
+
+def _params(resources: str, actions: str = "R,W") -> dict[str, str]:
+    return {
+        "actions": actions,
+        "expireTime": "1764300000000",
+        "instanceId": "mqtt-dev",
+        "resources": resources,
+        "serviceName": "mq",
+    }
+
+
+@pytest.mark.parametrize(
+    ("resources", "actions"), [("b2/+,b1/#", "R,W"), ("b1/#,b2/+", "W,R"), ("b2/+,b1/#", "W,R")]
+)
+def test_multi_valued_values_are_signed_sorted(resources, actions):
+    # The provider's rule: 'paramb=b2,b1,b3' is signed as 'paramb=b1,b2,b3'.
+    assert signing.legacy_string_to_sign(_params(resources, actions)) == SORTED_STS
+    assert signing.legacy_sign(_params(resources, actions), "dev-sk") == SORTED_SIG
+
+
+def test_a_client_signing_unsorted_values_is_refused_one_signing_sorted_accepted():
+    wire = _params("b2/+,b1/#")  # what the client sends
+    assert signing.legacy_verify(wire, "dev-sk", SORTED_SIG)
+    assert not signing.legacy_verify(wire, "dev-sk", UNSORTED_SIG)
+
+
+def test_single_values_are_untouched():
+    assert signing.legacy_signed_value("a/+") == "a/+"
+    assert signing.legacy_signed_value("z,a,m") == "a,m,z"

@@ -1,4 +1,5 @@
 import itertools
+import re
 
 import pytest
 from hypothesis import given
@@ -9,7 +10,10 @@ from sim.shared.protocol import (
     covers,
     is_sys_topic,
     matches,
+    parent_topic_of,
     validate_filter,
+    validate_parent_topic,
+    validate_provider_topic,
     validate_topic,
 )
 
@@ -108,3 +112,69 @@ def test_every_filter_covers_itself(topic_filter):
 )
 def test_is_sys_topic(topic: str, expected: bool) -> None:
     assert is_sys_topic(topic) is expected
+
+
+# -- the provider's naming rules (SPEC §4a) ---------------------------------------------------
+
+PROVIDER_OK = st.text(alphabet="abcXYZ019-_/", min_size=1, max_size=64)
+
+
+@given(PROVIDER_OK)
+def test_provider_topics_of_allowed_characters_pass_both_ways(text):
+    assert validate_provider_topic(text, filter=False) == text
+    assert validate_provider_topic(text, filter=True) == text
+
+
+@given(st.text(min_size=1, max_size=80))
+def test_provider_rule_is_mqtt_rule_plus_length_and_characters(text):
+    # Oracle: MQTT's own validity, at most 64 characters, only the allowed characters.
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/+#")
+    try:
+        validate_filter(text)
+        mqtt_ok = True
+    except InvalidTopic:
+        mqtt_ok = False
+    expect = mqtt_ok and len(text) <= 64 and set(text) <= allowed
+    try:
+        validate_provider_topic(text, filter=True)
+        got = True
+    except InvalidTopic:
+        got = False
+    assert got is expect
+
+
+@pytest.mark.parametrize(
+    ("text", "is_filter", "fragment"),
+    [
+        ("a/" + "b" * 198, True, "at most 64"),
+        ("x" * 65, False, "at most 64"),
+        ("fleet/dev:1", False, "':'"),
+        ("fleet/50%", True, "'%'"),
+        ("fleet/a,b", True, "','"),
+        ("fleet/d.1", False, "'.'"),
+        ("fleet/+", False, "wildcards"),
+        ("fleet/#/x", True, "'#'"),
+        ("", True, "empty"),
+    ],
+)
+def test_provider_topic_refusals_say_why(text, is_filter, fragment):
+    with pytest.raises(InvalidTopic, match=re.escape(fragment)):
+        validate_provider_topic(text, filter=is_filter)
+
+
+@pytest.mark.parametrize("name", ["dev", "fleet", "GID-ok_1", "x" * 64])
+def test_parent_topic_names(name):
+    assert validate_parent_topic(name) == name
+
+
+@pytest.mark.parametrize("name", ["t", "ab", "x" * 65, "a/b", "dev:1", "a%b", "dé v", ""])
+def test_parent_topic_names_refused(name):
+    # The provider's console: 3 to 64 letters, digits, '-' and '_'.
+    with pytest.raises(InvalidTopic):
+        validate_parent_topic(name)
+
+
+def test_parent_topic_of():
+    assert parent_topic_of("fleet/d1/up") == "fleet"
+    assert parent_topic_of("fleet") == "fleet"
+    assert parent_topic_of("+/x") == "+"

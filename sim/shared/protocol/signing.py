@@ -4,8 +4,10 @@ Each scheme is three small pure steps: canonical string, string to sign, signatu
 Verification recomputes and compares with :func:`hmac.compare_digest`; timestamp skew
 and nonce replay are separate checks that live with the server (they need state).
 
-* legacy token API (``/token/*``): ``k=v`` pairs with **raw** values, sorted, joined
-  by ``&``; HMAC-SHA1 keyed with the AccessKeySecret; Base64.
+* legacy token API (``/token/*``): ``k=v`` pairs with **raw** values, the
+  comma-separated values of a multi-valued parameter sorted (``b2,b1`` is signed as
+  ``b1,b2``), pairs sorted, joined by ``&``; HMAC-SHA1 keyed with the AccessKeySecret;
+  Base64.
 * RPC signature v1 (``aliyun-python-sdk-core``): ``METHOD&%2F&`` + percent-encoded
   sorted canonical query; HMAC-SHA1 keyed with ``secret + "&"``; Base64.
 * V3 ``ACS3-HMAC-SHA256`` (``alibabacloud-tea-openapi``): canonical request of method,
@@ -28,6 +30,7 @@ __all__ = [
     "V3_ALGORITHM",
     "V3Authorization",
     "legacy_sign",
+    "legacy_signed_value",
     "legacy_string_to_sign",
     "legacy_verify",
     "parse_v3_authorization",
@@ -70,9 +73,22 @@ def _equal(a: str, b: str) -> bool:
 # -- legacy token API -----------------------------------------------------------------
 
 
+def legacy_signed_value(value: str) -> str:
+    """A value as the legacy string to sign has it: the values of a multi-valued
+    parameter (``resources``, ``actions``: comma-separated) sorted, still comma-joined.
+
+    The provider's signing rule (SPEC §3a, the token API's "signature calculation"):
+    ``paramb=b2,b1,b3`` is signed as ``paramb=b1,b2,b3``.  So a client that sends its
+    values in any order but signs them sorted is accepted, and one that signs them in
+    wire order (unsorted) is not.
+    """
+    return ",".join(sorted(value.split(","))) if "," in value else value
+
+
 def legacy_string_to_sign(params: Mapping[str, str]) -> str:
-    """``key=value`` with the raw value, pairs sorted, joined with ``&``."""
-    return "&".join(sorted(f"{k}={v}" for k, v in params.items()))
+    """``key=value`` with the raw value (:func:`legacy_signed_value`), pairs sorted,
+    joined with ``&``."""
+    return "&".join(sorted(f"{k}={legacy_signed_value(v)}" for k, v in params.items()))
 
 
 def legacy_sign(params: Mapping[str, str], secret: str) -> str:

@@ -10,25 +10,40 @@ topic that ``filter`` matches also matched by ``resource``?  ``a/+`` covers ``a/
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from .errors import InvalidTopic
 
 __all__ = [
+    "MAX_PROVIDER_TOPIC_CHARS",
     "MAX_TOPIC_BYTES",
+    "PARENT_TOPIC_CHARS",
     "SYS_PREFIX",
     "covered_by_any",
     "covers",
     "is_sys_topic",
     "matches",
     "matches_any",
+    "parent_topic_of",
     "validate_filter",
+    "validate_parent_topic",
+    "validate_provider_topic",
     "validate_topic",
 ]
 
 MAX_TOPIC_BYTES = 65535
 #: The broker's namespace (SPEC §4 system topics).
 SYS_PREFIX = "$SYS/"
+
+
+#: The provider's longest topic (a parent topic with its subtopics), in characters.
+MAX_PROVIDER_TOPIC_CHARS = 64
+#: A parent topic's length range: the provider's console refuses shorter or longer names.
+PARENT_TOPIC_CHARS = (3, 64)
+_NAME = re.compile(r"[A-Za-z0-9_-]*")
+_TOPIC = re.compile(r"[A-Za-z0-9_/-]*")
+_FILTER = re.compile(r"[A-Za-z0-9_/+#-]*")
 
 
 def is_sys_topic(topic: str) -> bool:
@@ -128,3 +143,59 @@ def matches_any(filters: Iterable[str], topic: str) -> bool:
 
 def covered_by_any(resources: Iterable[str], topic_filter: str) -> bool:
     return any(covers(r, topic_filter) for r in resources)
+
+
+# -- the provider's naming rules (SPEC §4a) ---------------------------------------------------
+
+
+def validate_provider_topic(text: str, *, filter: bool) -> str:
+    """A topic (``filter=False``) or topic filter (``filter=True``) the provider accepts:
+    at most 64 characters of letters, digits, ``-``, ``_`` and ``/`` (levels), plus the
+    MQTT wildcards ``+`` and ``#`` in a filter, placed as MQTT requires.
+
+    Raises :class:`InvalidTopic` saying which rule is broken.  Empty levels (``a//b``) are
+    MQTT's and the provider's docs do not forbid them; whether the first level is a
+    registered parent topic is a separate check (:func:`parent_topic_of`).  ``$SYS``
+    topics are the broker's own and are not subject to this rule.
+    """
+    what = "topic filter" if filter else "topic"
+    if not isinstance(text, str):
+        raise InvalidTopic(f"{what} must be a string")
+    if text == "":
+        raise InvalidTopic(f"{what} must not be empty")
+    if len(text) > MAX_PROVIDER_TOPIC_CHARS:
+        raise InvalidTopic(
+            f"{what} {text[:40]!r}... is {len(text)} characters long;"
+            f" the provider allows at most {MAX_PROVIDER_TOPIC_CHARS}"
+        )
+    if not filter:
+        validate_topic(text)  # wildcards first: a clearer message than "contains '+'"
+    allowed = _FILTER if filter else _TOPIC
+    if allowed.fullmatch(text) is None:
+        bad = next(c for c in text if allowed.fullmatch(c) is None)
+        extra = " (and the wildcards '+' and '#')" if filter else ""
+        raise InvalidTopic(
+            f"{what} {text!r} contains {bad!r}: the provider allows only letters, digits,"
+            f" '-', '_' and '/'{extra}"
+        )
+    return validate_filter(text) if filter else validate_topic(text)
+
+
+def validate_parent_topic(name: str) -> str:
+    """A parent topic name (the first level, created per instance): 3 to 64 characters
+    of letters, digits, ``-`` and ``_``.  Raises :class:`InvalidTopic`."""
+    lo, hi = PARENT_TOPIC_CHARS
+    if not isinstance(name, str):
+        raise InvalidTopic("a parent topic must be a string")
+    if not lo <= len(name) <= hi:
+        raise InvalidTopic(
+            f"parent topic {name[:80]!r} must be {lo} to {hi} characters long, not {len(name)}"
+        )
+    if _NAME.fullmatch(name) is None:
+        raise InvalidTopic(f"parent topic {name!r} may only contain letters, digits, '-' and '_'")
+    return name
+
+
+def parent_topic_of(topic: str) -> str:
+    """The first level of a topic or filter: the parent topic it must belong to."""
+    return topic.split("/", 1)[0]
