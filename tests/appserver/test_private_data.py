@@ -51,9 +51,7 @@ async def _use_both(tmp_path: Path) -> dict[str, dict[str, int]]:
 
 
 def assert_private(root: Path, found: dict[str, int]) -> None:
-    loose = {
-        p: oct(m) for p, m in found.items() if m != (0o700 if (root / p).is_dir() else 0o600)
-    }
+    loose = {p: oct(m) for p, m in found.items() if m != (0o700 if (root / p).is_dir() else 0o600)}
     assert not loose, f"readable by others under {root}: {loose}"
 
 
