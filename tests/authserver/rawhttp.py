@@ -47,13 +47,7 @@ class RawConn:
     async def response(self, within: float = 10.0) -> RawResponse:
         """The next response on the connection."""
         head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), within)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            if ":" in line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
+        status, headers = _head(head)
         length = int(headers.get("content-length", "0"))
         body = await asyncio.wait_for(self.reader.readexactly(length), within)
         return RawResponse(status, headers, body)
@@ -111,13 +105,18 @@ async def exchange(port: int, request: bytes) -> RawResponse:
         await conn.close()
 
 
-def parse_response(raw: bytes) -> RawResponse:
-    """The first response in ``raw`` (bytes a raw connection received)."""
-    head, _, rest = raw.partition(b"\r\n\r\n")
+def _head(head: bytes) -> tuple[int, dict[str, str]]:
     lines = head.decode("latin-1").split("\r\n")
     headers = {}
     for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    return RawResponse(int(lines[0].split()[1]), headers, rest[:length])
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers
+
+
+def parse_response(raw: bytes) -> RawResponse:
+    """The first response in ``raw`` (bytes a raw connection received)."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    status, headers = _head(head)
+    return RawResponse(status, headers, rest[: int(headers.get("content-length", "0"))])
