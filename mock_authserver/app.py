@@ -109,7 +109,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = error_response(request, _from_http_exception(exc, request.app[CONFIG]))
     except web.RequestPayloadError as exc:  # a body that breaks off or does not decode
         response = error_response(request, ParameterError(client_error_message(exc.__cause__)))
-    except TransportAborted:
+    except (TransportAborted, ConnectionResetError):
         # Nothing reaches the client (the transport is gone); aiohttp drops this quietly.
         return web.Response(status=499)
     except asyncio.CancelledError:
