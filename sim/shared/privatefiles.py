@@ -38,10 +38,19 @@ _SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 
 
 def _tighten(path: Path, mode: int) -> None:
-    current = stat.S_IMODE(os.stat(path).st_mode)
+    st = os.stat(path)
+    current = stat.S_IMODE(st.st_mode)
     if current & ~mode:
         os.chmod(path, mode)
-        log.warning("%s was mode %04o (readable by others); now %04o", path, current, mode)
+        # An empty directory someone just made for us exposed nothing: say so quietly.
+        exposed = not stat.S_ISDIR(st.st_mode) or any(path.iterdir())
+        log.log(
+            logging.WARNING if exposed else logging.INFO,
+            "%s was mode %04o (readable by others); now %04o",
+            path,
+            current,
+            mode,
+        )
 
 
 def private_dir(path: str | os.PathLike[str]) -> Path:

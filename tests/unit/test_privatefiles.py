@@ -62,6 +62,19 @@ def test_files_are_0600_and_sqlite_sidecars_of_an_older_run_are_tightened(
     assert not caplog.records
 
 
+def test_an_empty_loose_dir_is_tightened_with_an_info_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh").chmod(0o755)
+    with caplog.at_level(logging.INFO, logger="sim.shared.privatefiles"):
+        private_dir(tmp_path / "fresh")
+    assert mode(tmp_path / "fresh") == 0o700
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, f"{tmp_path / 'fresh'} was mode 0755 (readable by others); now 0700")
+    ]
+
+
 def test_atomic_private_write(tmp_path: Path, umask: int) -> None:
     path = tmp_path / "store" / "t.json"
     for i in range(3):
