@@ -7,7 +7,9 @@ minute holds a connection, and a descriptor, forever.  :func:`serve_app` runs an
 with a per-connection watchdog (limits in :class:`sim.shared.httplimits.HttpLimits`):
 
 * headers: a deadline from the connection's opening, and from the first byte of each
-  later request, until aiohttp's parser has the whole head; late -> connection closed;
+  later request, until aiohttp's parser has the whole head; late -> connection closed
+  (a head pipelined behind a request still being handled is bounded by the idle limit,
+  which aiohttp counts from the last answer);
 * body: a deadline from the end of the head until the body is complete; late -> the
   handler's read raises :class:`aiohttp.web.HTTPRequestTimeout` (408, rendered by the
   app's error middleware), nothing more is read and the connection closes after the
