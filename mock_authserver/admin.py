@@ -8,13 +8,13 @@ metrics.  Errors are :class:`AdminError`\\ s, rendered ``{"code", "message"}`` b
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from typing import Any
 
 from aiohttp import web
 
 from sim.shared.clock import ManualClock
+from sim.shared.httplimits import JsonTooDeep, loads_json
 from sim.shared.protocol.errors import InvalidTopic
 from sim.shared.protocol.topics import validate_parent_topic
 
@@ -34,8 +34,10 @@ async def _json_body(request: web.Request) -> Any:
     except web.HTTPRequestEntityTooLarge:
         raise AdminError("the request body is too large") from None
     try:
-        return json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
+        return loads_json(raw or b"null")
+    except JsonTooDeep as exc:
+        raise AdminError(f"the request body is {exc}") from None
+    except ValueError:  # UnicodeDecodeError included
         raise AdminError("the request body is not valid JSON") from None
 
 

@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from sim.shared.clock import Clock
+from sim.shared.httplimits import content_coding_problem
+from sim.shared.httpserver import client_error_message, close_if_body_unsettled
 from sim.shared.net import is_loopback_peer
 from sim.shared.protocol import FeedEvent
 
@@ -68,13 +70,17 @@ log = logging.getLogger("mock_authserver")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _from_http_exception(exc: web.HTTPException) -> AuthServerError:
+def _from_http_exception(exc: web.HTTPException, config: AuthServerConfig) -> AuthServerError:
     if exc.status == 404:
         return NotFound(f"no such resource: {exc.reason}")
     if exc.status == 405:
         return MethodNotAllowed("method not allowed here")
     if exc.status == 413:
         return ParameterError("the request body is too large")
+    if exc.status == 408:  # sim.shared.httpserver: the body was late
+        return ParameterError(
+            f"the request body did not arrive within {config.http.body_timeout_s:g} s"
+        )
     if 400 <= exc.status < 500:
         return ParameterError(f"bad request: {exc.reason}")
     return InternalError("internal error")
@@ -90,14 +96,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             and not is_loopback_peer(request.remote)
         ):
             raise AdminForbidden("the admin API answers loopback peers only")
+        if request.body_exists:
+            problem = content_coding_problem(request.headers.getall("Content-Encoding", []))
+            if problem is not None:
+                raise ParameterError(problem)
         response = await handler(request)
     except AuthServerError as err:
         response = error_response(request, err)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = error_response(request, _from_http_exception(exc))
-    except TransportAborted:
+        response = error_response(request, _from_http_exception(exc, request.app[CONFIG]))
+    except web.RequestPayloadError as exc:  # a body that breaks off or does not decode
+        response = error_response(request, ParameterError(client_error_message(exc.__cause__)))
+    except (TransportAborted, ConnectionResetError):
         # Nothing reaches the client (the transport is gone); aiohttp drops this quietly.
         return web.Response(status=499)
     except asyncio.CancelledError:
@@ -105,6 +117,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         response = error_response(request, InternalError("internal error"))
+    close_if_body_unsettled(request, response)
     op = request.get(OPERATION)
     if op is not None:
         metrics = request.app[METRICS]

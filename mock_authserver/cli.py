@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from sim.shared.clock import add_clock_arguments, clock_spec_from_args
+from sim.shared.httplimits import add_http_limit_arguments, http_limits_from_args
 
 from .config import DEFAULT_PORT, AuthServerConfig, load_accounts_file
 from .ratelimit import OPERATIONS, WIRES, RateLimits, parse_rate
@@ -64,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault dice")
     add_rate_limit_arguments(parser)
+    add_http_limit_arguments(parser)
 
 
 def _rate(text: str) -> object:
@@ -118,6 +120,7 @@ def config_from_args(args: argparse.Namespace) -> AuthServerConfig:
         admin_allow_remote=args.admin_allow_remote,
         fault_seed=args.fault_seed,
         rate_limits=rate_limits_from_args(args),
+        http=http_limits_from_args(args),
     )
 
 

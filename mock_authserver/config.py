@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sim.shared.clockspec import ClockSpec
+from sim.shared.httplimits import HttpLimits
 from sim.shared.protocol.errors import InvalidTopic
 from sim.shared.protocol.topics import validate_parent_topic
 
@@ -139,6 +140,9 @@ class AuthServerConfig:
     feed_max_timeout_s: float = 30.0
     #: Largest accepted request body, bytes (larger -> parameter error, not a 5xx).
     max_body_bytes: int = 1_048_576
+    #: Header, body and idle time a connection may take (real seconds; --header-timeout,
+    #: --body-timeout, --idle-timeout; docs/authserver.md "Security").
+    http: HttpLimits = field(default_factory=HttpLimits)
     #: Virtual seconds between sweeps of expired revocations from memory.
     sweep_interval_s: float = 60.0
 
@@ -158,6 +162,8 @@ class AuthServerConfig:
         ids = [i.instance_id for i in self.instances]
         if len(ids) != len(set(ids)):
             raise ValueError("an instance is listed twice in 'instances'")
+        if not isinstance(self.http, HttpLimits):
+            raise ValueError("http must be an HttpLimits")
 
 
 def parse_bool(value: object) -> bool:

@@ -8,9 +8,15 @@ from typing import Any
 from aiohttp import web
 
 from .appkeys import CODE, REQUEST_ID
-from .errors import AuthServerError
+from .errors import AuthServerError, InternalError, ParameterError
 
-__all__ = ["HOST_ID", "error_response", "request_id", "wire_style"]
+__all__ = [
+    "HOST_ID",
+    "error_response",
+    "http_layer_error_response",
+    "request_id",
+    "wire_style",
+]
 
 HOST_ID = "onsmqtt.mock.local"
 
@@ -23,14 +29,14 @@ def wire_style(path: str) -> str:
     return "openapi"
 
 
-def request_id(request: web.Request) -> str:
+def request_id(request: web.BaseRequest) -> str:
     rid = request.get(REQUEST_ID)
     if rid is None:
         rid = request[REQUEST_ID] = str(uuid.uuid4()).upper()
     return str(rid)
 
 
-def error_response(request: web.Request, err: AuthServerError) -> web.Response:
+def error_response(request: web.BaseRequest, err: AuthServerError) -> web.Response:
     style = wire_style(request.path)
     request[CODE] = str(err.legacy_code)
     if style == "legacy":
@@ -54,3 +60,10 @@ def error_response(request: web.Request, err: AuthServerError) -> web.Response:
     return web.json_response(
         {"code": err.openapi_code, "message": err.message}, status=err.http_status
     )
+
+
+def http_layer_error_response(request: web.BaseRequest, status: int, message: str) -> web.Response:
+    """An answer the HTTP layer gives before routing (a malformed request, a 5xx of the
+    layer itself), in the wire style of the request's path (``/`` when unparsed)."""
+    err: AuthServerError = ParameterError(message) if status < 500 else InternalError(message)
+    return error_response(request, err)

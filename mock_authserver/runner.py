@@ -5,16 +5,18 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from sim.shared.clock import Clock, clock_from_spec
+from sim.shared.httpserver import HttpStats, serve_app
 
 from .app import create_app
-from .appkeys import FAULTS
+from .appkeys import ENGINE, FAULTS
 from .config import AuthServerConfig
 from .faults import FaultSet
+from .render import http_layer_error_response
 from .store import SqliteStore
 from .ttl import TTLEngine
 
@@ -30,6 +32,8 @@ class AuthServerHandle:
     engine: TTLEngine
     clock: Clock
     config: AuthServerConfig
+    #: What the HTTP layer refused or cut (late headers or bodies, malformed requests).
+    http_stats: HttpStats = field(default_factory=HttpStats)
 
     @property
     def faults(self) -> FaultSet:
@@ -49,33 +53,26 @@ async def run_authserver(
     store = SqliteStore.in_dir(config.data_dir)
     try:
         app = create_app(config, clock=clock, repo=store, wall=wall, monotonic=monotonic)
-        runner = web.AppRunner(
+        async with serve_app(
             app,
-            access_log=None,  # the access log would carry tokens and signatures (query strings)
+            host=config.host,
+            port=config.port,
+            limits=config.http,
+            render_error=http_layer_error_response,
             handler_cancellation=True,  # a hung (fault) request ends when its client leaves
             shutdown_timeout=1.0,
-        )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
-            await site.start()
-            server = site._server
-            assert server is not None
-            port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-            host = config.host
-            url_host = f"[{host}]" if ":" in host else host
-            from .appkeys import ENGINE
-
+            reuse_address=True,
+        ) as served:
+            url_host = f"[{config.host}]" if ":" in config.host else config.host
             yield AuthServerHandle(
-                url=f"http://{url_host}:{port}",
-                host=host,
-                port=port,
+                url=f"http://{url_host}:{served.port}",
+                host=config.host,
+                port=served.port,
                 app=app,
                 engine=app[ENGINE],
                 clock=clock,
                 config=config,
+                http_stats=served.stats,
             )
-        finally:
-            await runner.cleanup()
     finally:
         store.close()

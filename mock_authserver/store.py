@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sim.shared.privatefiles import private_sqlite_file
 from sim.shared.protocol.tokens import TokenClaims
 
 from .config import AccountSpec
@@ -52,7 +53,9 @@ class SqliteStore:
     def __init__(self, path: Path | None):
         self.path = path
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # Secrets, the signing key and live tokens: 0600 in a 0700 dir (and the
+            # -wal/-shm files SQLite makes with the database file's mode).
+            private_sqlite_file(path)
         self._db = sqlite3.connect(
             str(path) if path is not None else ":memory:",
             isolation_level=None,  # autocommit; explicit BEGIN where several writes go together

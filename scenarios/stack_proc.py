@@ -192,7 +192,10 @@ async def _child(options: EmbeddedOptions, clock: Clock) -> None:
 def main(argv: list[str]) -> int:
     import logging
 
+    from sim.shared.logredact import install_log_guards
+
     logging.basicConfig(level=logging.WARNING)
+    install_log_guards()  # no credential in a log line, no flood (docs/authserver.md)
     from sim.shared.limits import raise_nofile_limit
 
     raise_nofile_limit(1 << 20)  # the broker holds one socket per client

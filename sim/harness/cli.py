@@ -54,12 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
+    from sim.shared.logredact import install_log_guards
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Every logger of the process (ours, aiohttp's, asyncio's, amqtt's) ends at the root
+    # handlers: no credential in a line, no flood of repeated errors.
+    install_log_guards()
     try:
         return int(args._runner(args) or 0)
     except KeyboardInterrupt:

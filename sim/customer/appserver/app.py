@@ -30,6 +30,8 @@ from typing import Any
 from aiohttp import web
 
 from sim.shared.clock import Clock, SystemClock
+from sim.shared.httplimits import JsonTooDeep, check_json_depth, content_coding_problem
+from sim.shared.httpserver import client_error_message, close_if_body_unsettled
 from sim.shared.net import is_loopback_peer
 from sim.shared.protocol import build_token_password, build_username
 
@@ -49,7 +51,14 @@ from .service import Issued, TokenService
 from .store import Store
 from .upstream import LegacyTokenClient, OpenApiRevokeClient, Revoker, Upstream
 
-__all__ = ["CLOCK", "CONFIG", "METRICS", "SERVICE", "create_app"]
+__all__ = [
+    "CLOCK",
+    "CONFIG",
+    "METRICS",
+    "SERVICE",
+    "create_app",
+    "http_layer_error_response",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,7 @@ _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
@@ -71,6 +81,7 @@ _OUTCOMES = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
+    408: "bad_request",
     413: "bad_request",
     503: "unavailable",
 }
@@ -89,6 +100,13 @@ def _error_response(
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await _answer(request, handler)
+    close_if_body_unsettled(request, response)
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's answer, or its error rendered (the middleware's one voice)."""
     try:
         if (
             request.path.startswith("/admin")
@@ -96,6 +114,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             and not is_loopback_peer(request.remote)
         ):
             raise Forbidden("the admin API answers loopback clients only")
+        if request.body_exists:
+            problem = content_coding_problem(request.headers.getall("Content-Encoding", []))
+            if problem is not None:
+                raise BadRequest(problem)
         return await handler(request)
     except AppServerError as exc:
         headers: dict[str, str] = {}
@@ -111,9 +133,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = exc.reason
         if exc.status == 413:
             message = f"request body is larger than {request.app[CONFIG].max_body_bytes} bytes"
+        if exc.status == 408:  # sim.shared.httpserver: the body was late
+            limit = request.app[CONFIG].http.body_timeout_s
+            message = f"the request body did not arrive within {limit:g} s"
         return _error_response(
             exc.status, _HTTP_CODES.get(exc.status, "http_error"), message, headers
         )
+    except web.RequestPayloadError as exc:  # a body that breaks off or does not decode
+        return _error_response(400, "bad_request", client_error_message(exc.__cause__))
+    except ConnectionResetError:  # the client left mid-request: nobody to answer
+        log.debug("client left during %s %s", request.method, request.path)
+        return _error_response(400, "bad_request", "the client closed the connection")
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -121,8 +151,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error_response(500, "internal", "internal error")
 
 
+async def _read_json(request: web.Request) -> bytes:
+    """The raw body (``read()`` raises 413 past ``client_max_size``), refused if its
+    JSON would nest deeper than :data:`~sim.shared.httplimits.MAX_JSON_DEPTH`."""
+    raw = await request.read()
+    try:
+        check_json_depth(raw)
+    except JsonTooDeep as exc:
+        raise BadRequest(f"request body is {exc}") from None
+    return raw
+
+
 async def _json_body(request: web.Request) -> object:
-    return parse_json(await request.read())  # read() raises 413 past client_max_size
+    return parse_json(await _read_json(request))
+
+
+def http_layer_error_response(request: web.BaseRequest, status: int, message: str) -> web.Response:
+    """An answer the HTTP layer gives before routing (a malformed request, a 5xx of the
+    layer itself): the same ``{"error", "message"}`` shape as every other error."""
+    return _error_response(status, _HTTP_CODES.get(status, "internal"), message)
 
 
 def _render_issued(config: AppServerConfig, issued: Issued) -> dict[str, Any]:
@@ -171,7 +218,7 @@ async def post_token(request: web.Request) -> web.Response:
     try:
         client_id, secret = parse_basic_auth(request.headers.get("Authorization"))
         account = await service.authenticate(client_id, secret)
-        token_request = parse_token_body(await request.read())
+        token_request = parse_token_body(await _read_json(request))
         issued = await service.issue(account, token_request)
     except AppServerError as exc:
         outcomes[_OUTCOMES.get(exc.http_status, "error")].inc()

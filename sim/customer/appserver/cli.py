@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 from sim.shared.clock import ClockSpec, add_clock_arguments, clock_from_spec, clock_spec_from_args
+from sim.shared.httplimits import add_http_limit_arguments, http_limits_from_args
 
 from .config import AppServerConfig
 from .errors import AppServerError
@@ -79,6 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the jitter")
     add_clock_arguments(parser, manual_help=None)
+    add_http_limit_arguments(parser, d.http)
 
 
 def config_from_args(args: argparse.Namespace) -> AppServerConfig:
@@ -107,6 +109,7 @@ def config_from_args(args: argparse.Namespace) -> AppServerConfig:
         revoke_retry_max_s=args.revoke_retry_max,
         password_hash_cost=args.password_hash_cost,
         seed=args.seed,
+        http=http_limits_from_args(args),
     )
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from sim.shared.httplimits import HttpLimits
 
 from .errors import ConfigError
 from .policy import MAX_TTL_S, MIN_TTL_S
@@ -100,6 +102,9 @@ class AppServerConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     #: Admin routes answer non-loopback peers too (default: loopback only).
     admin_remote: bool = False
+    #: Header, body and idle time a connection may take (runner; real seconds;
+    #: --header-timeout, --body-timeout, --idle-timeout; docs/appserver.md "Security").
+    http: HttpLimits = field(default_factory=HttpLimits)
     #: Seed of the jitter generator (``None``: from the OS); makes runs repeatable.
     seed: int | None = None
 
@@ -173,6 +178,8 @@ class AppServerConfig:
             raise ConfigError(f"revoke_window_s must be > 0, got {self.revoke_window_s}")
         if self.revoke_retry_max_s < self.revoke_retry_s:
             raise ConfigError("revoke_retry_max_s must be >= revoke_retry_s")
+        if not isinstance(self.http, HttpLimits):
+            raise ConfigError(f"http must be an HttpLimits, got {self.http!r}")
         for name in ("serve_stale", "admin_remote"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from sim.shared.clock import Clock, SystemClock
+from sim.shared.httpserver import HttpStats, serve_app
 
-from .app import SERVICE, create_app
+from .app import SERVICE, create_app, http_layer_error_response
 from .config import AppServerConfig
 from .service import TokenService
 
@@ -23,6 +24,8 @@ class AppServerHandle:
     port: int
     app: web.Application
     service: TokenService  # the core object, for in-process inspection
+    #: What the HTTP layer refused or cut (late headers or bodies, malformed requests).
+    http_stats: HttpStats = field(default_factory=HttpStats)
 
 
 @asynccontextmanager
@@ -31,13 +34,15 @@ async def run_appserver(
 ) -> AsyncIterator[AppServerHandle]:
     """Serve until the block exits; ``port=0`` picks a free port."""
     app = create_app(config, clock=clock or SystemClock())
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, config.host, config.port)
-        await site.start()
-        port = int(runner.addresses[0][1])
+    async with serve_app(
+        app,
+        host=config.host,
+        port=config.port,
+        limits=config.http,
+        render_error=http_layer_error_response,
+        shutdown_timeout=5.0,
+    ) as served:
         host = config.host if ":" not in config.host else f"[{config.host}]"
-        yield AppServerHandle(f"http://{host}:{port}", port, app, app[SERVICE])
-    finally:
-        await runner.cleanup()
+        yield AppServerHandle(
+            f"http://{host}:{served.port}", served.port, app, app[SERVICE], served.stats
+        )

@@ -21,6 +21,8 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from sim.shared.privatefiles import private_sqlite_file
+
 from .policy import Account, CachedToken, Grant, TokenKey
 from .revocation import Revocation
 
@@ -71,7 +73,9 @@ class Store:
     def __init__(self, path: Path | None):
         self.path = path
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # Secret hashes and live tokens: 0600 in a 0700 dir (and the -wal/-shm
+            # files SQLite makes with the database file's mode).
+            private_sqlite_file(path)
         # One connection, used only from the event loop's thread.
         self._db = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None)
         if path is not None:

@@ -1,9 +1,10 @@
 """Persisted tokens, one JSON file per client id (SPEC §6, seed step 5).
 
-A token is written atomically: a temporary file in the same directory, ``fsync``, then
-``os.replace`` over the old copy, then ``fsync`` of the directory, so a crash leaves
-either the old or the new token, never half of one.  Files are mode 0600: they hold a
-credential.  Blocking I/O: the async shell calls these through ``asyncio.to_thread``.
+A token is written atomically (:func:`sim.shared.privatefiles.write_private_file`: a
+temporary file, ``fsync``, ``os.replace``, ``fsync`` of the directory), so a crash leaves
+either the old or the new token, never half of one.  Files are mode 0600 and the
+directory 0700: they hold a credential.  Blocking I/O: the async shell calls these
+through ``asyncio.to_thread``.
 
 A stored token is reused only for the same permissions (actions and resources) it was
 asked for; the validity check itself (:func:`sim.customer.client.policy.is_reusable`) is the
@@ -16,11 +17,11 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.shared.privatefiles import write_private_file
 from sim.shared.protocol import TokenType
 
 __all__ = ["StoredToken", "TokenStore"]
@@ -114,32 +115,9 @@ class TokenStore:
             return None
 
     def save(self, client_id: str, token: StoredToken) -> None:
-        path = self.path_for(client_id)
-        self.directory.mkdir(parents=True, exist_ok=True)
         data = json.dumps(token.to_json(), separators=(",", ":")).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                if self.fsync:
-                    os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        if self.fsync:
-            self._fsync_dir()
+        write_private_file(self.path_for(client_id), data, fsync=self.fsync)
 
     def delete(self, client_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path_for(client_id).unlink()
-
-    def _fsync_dir(self) -> None:
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

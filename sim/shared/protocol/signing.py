@@ -206,13 +206,15 @@ def parse_v3_authorization(header: str) -> V3Authorization:
     Raises :class:`ValueError` naming what is wrong.
     """
     algorithm, _, rest = header.strip().partition(" ")
+    # The messages never quote the header: a client that sent a credential in the wrong
+    # shape (Basic, a bare key) must not find it echoed in an error body or a log.
     if algorithm != V3_ALGORITHM:
-        raise ValueError(f"unsupported signature algorithm {algorithm[:40]!r}")
+        raise ValueError(f"unsupported signature algorithm (use {V3_ALGORITHM})")
     fields: dict[str, str] = {}
-    for part in rest.split(","):
+    for i, part in enumerate(rest.split(",")):
         key, sep, value = part.strip().partition("=")
         if not sep:
-            raise ValueError(f"malformed Authorization field {part.strip()[:40]!r}")
+            raise ValueError(f"malformed Authorization field #{i + 1} (not Name=value)")
         fields[key] = value
     missing = [k for k in ("Credential", "SignedHeaders", "Signature") if not fields.get(k)]
     if missing:

@@ -6,6 +6,9 @@ holding the key (the AuthServer, and every broker it shares the key with) can ch
 token without a round trip; nobody without it can make one.  The standard Base64
 alphabet has no ``|``, so a token fits the CONNECT password format as it is.
 
+A token has exactly one spelling: :meth:`TokenCodec.decode` refuses any other Base64 text
+of the same bytes (padding added or missing, unused bits set).
+
 Expiry and revocation are *not* the codec's business: they are state, kept by the TTL
 engine (the AuthServer's TTL engine) and, in the broker, by the revocation feed.
 """
@@ -105,9 +108,15 @@ class TokenCodec:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise InvalidToken("token is not a token")
         try:
-            raw = base64.b64decode(token.encode("ascii"), validate=True)
+            text = token.encode("ascii")
+            raw = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError, UnicodeEncodeError):
             raise InvalidToken("token is not a token") from None
+        # One spelling per token: Base64 decoding forgives extra or missing padding and
+        # non-zero unused bits, so a token is accepted only as :meth:`encode` wrote it
+        # (else one token has many texts: many cache entries, many revocation keys).
+        if not hmac.compare_digest(base64.b64encode(raw), text):
+            raise InvalidToken("token is not a token")
         if len(raw) < 2 + _MAC_BYTES or raw[0] != _VERSION:
             raise InvalidToken("token is not a token")
         kid_len = raw[1]
