@@ -214,6 +214,11 @@ class TestStack:
                 "drain_rate_per_s": 1_000_000.0,
                 "upstream_timeout_s": 5.0,
                 "retry_after_s": 1.0,
+                # Nor a revocation queue: the AppServer revokes at once (its default
+                # drains at RevokeToken's 5/s on this manual clock, which the model
+                # does not advance while it waits for a revocation).
+                "revoke_limit": 1_000_000,
+                "revoke_window_s": 1.0,
             },
             # Nor has it the provider's API rate limits (SPEC §3b).
             authserver_rate_limits={"all": "off"},
