@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal, Protocol
 
+from sim.shared.httplimits import JsonTooDeep, check_json_depth
 from sim.shared.protocol import (
     InvalidCode,
     InvalidCredentials,
@@ -146,31 +147,6 @@ class UploadRefused:
 MAX_UPLOAD_DEPTH = 4
 
 
-def _nests_deeper_than(payload: bytes, limit: int) -> bool:
-    """Does this JSON text open more than ``limit`` arrays or objects inside each other?
-    Linear, no recursion; brackets inside strings do not count."""
-    if payload.count(b"[") + payload.count(b"{") <= limit:
-        return False
-    depth, in_string, escaped = 0, False, False
-    for byte in payload:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            if depth > limit:
-                return True
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return False
-
-
 def _refuse(code: InvalidCode, reason: str, token_type: TokenType | None = None) -> Refusal:
     return Refusal(ConnackCode.NOT_AUTHORIZED, code, reason, token_type)
 
@@ -288,7 +264,9 @@ def decide_upload(
 ) -> tuple[TokenType, TokenClaims] | UploadRefused:
     """``$SYS/uploadToken``: a valid token of the session's account and instance whose
     actions are exactly the named type replaces the session's token of that type."""
-    if _nests_deeper_than(payload, MAX_UPLOAD_DEPTH):
+    try:
+        check_json_depth(payload, MAX_UPLOAD_DEPTH)  # before a parser recurses into it
+    except JsonTooDeep:
         return UploadRefused(InvalidCode.FORGED, None, "malformed")
     try:
         upload = UploadToken.parse(payload)  # at most MAX_UPLOAD_BYTES
