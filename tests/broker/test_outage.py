@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 
 from mock_authserver.config import AuthServerConfig
+from mock_authserver.ratelimit import RateLimits
 from mock_authserver.runner import AuthServerHandle, run_authserver
 from mock_broker.authority import TokenAuthority
 from mock_broker.broker import run_broker
@@ -39,12 +40,18 @@ pytestmark = pytest.mark.timeout(90)
 OUTAGE_RETRIES = 12  # how long the AuthServer stays down, in the follower's own retries
 
 
+# The provider lets an account revoke one token a minute on the legacy API (SPEC §3b);
+# these tests are about the broker, and revoke twenty in a row.
+_LIMITS = RateLimits().with_overrides({"legacy_revoke": "off"})
+
+
 @asynccontextmanager
 async def authserver(
     data_dir: Path, clock: ManualClock, port: int = 0
 ) -> AsyncIterator[AuthServerHandle]:
-    async with run_authserver(AuthServerConfig(data_dir=data_dir, port=port), clock=clock) as h:
-        yield h
+    config = AuthServerConfig(data_dir=data_dir, port=port, rate_limits=_LIMITS)
+    async with run_authserver(config, clock=clock) as handle:
+        yield handle
 
 
 def recording_sleep(waits: list[float]) -> Callable[[float], object]:
