@@ -22,12 +22,15 @@ from sim.shared.protocol import (
 )
 from sim.shared.protocol.tokens import TokenClaims, TokenCodec
 
+from .bytecache import ByteBudgetCache
 from .decision import AccountInfo
 from .errors import FeedReset
 
-__all__ = ["VERIFIED_CACHE_SIZE", "Changes", "TokenAuthority"]
+__all__ = ["VERIFIED_BUDGET", "Changes", "TokenAuthority"]
 
-VERIFIED_CACHE_SIZE = 16_384
+#: Bytes of verified tokens remembered (docs/broker.md "Bounded memory").
+VERIFIED_BUDGET = 16 * 1024 * 1024
+_CLAIMS_OVERHEAD = 1024  # the claims object beside the token's own text
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,9 @@ class TokenAuthority:
         self._listeners: list[Callable[[Changes], object]] = []
         # Verified tokens by their exact text: a reconnecting client presents the same
         # token again, and a reconnect storm should cost a dict lookup per CONNECT, not
-        # a MAC and a JSON parse.  Only successes are kept; any key change empties it.
-        self._verified: dict[str, TokenClaims] = {}
+        # a MAC and a JSON parse.  Only genuine tokens are kept (a forgery never is),
+        # within a byte budget; any key change empties it.
+        self._verified: ByteBudgetCache[str, TokenClaims] = ByteBudgetCache(VERIFIED_BUDGET)
         # Bumped by every change of keys, accounts or revocations: a decision taken at
         # one generation still holds while the generation is unchanged (and no token
         # has expired meanwhile).
@@ -79,9 +83,8 @@ class TokenAuthority:
         if self._codec is None:
             raise InvalidToken("no keys yet")
         claims = self._codec.decode(token)
-        if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            self._verified.clear()  # crude but O(1) amortised; refills on reconnects
-        self._verified[token] = claims
+        size = len(token) + sum(map(len, claims.resources)) + _CLAIMS_OVERHEAD
+        self._verified.put(token, claims, size)
         return claims
 
     def is_revoked(self, token_id: str) -> bool:

@@ -47,10 +47,13 @@ class ConnectInfo:
     password: str | bytes | None = None
     username_flag: bool = False
     password_flag: bool = False
+    source: str = ""
+    """The client's network address (no port), as the listener saw it; ``""`` unknown."""
 
 
-def parse_connect(body: bytes) -> ConnectInfo:
-    """The variable header and payload of a CONNECT (everything after the fixed header)."""
+def parse_connect(body: bytes, source: str = "") -> ConnectInfo:
+    """The variable header and payload of a CONNECT (everything after the fixed header);
+    ``source`` is the address it came from."""
     view = memoryview(body)
     pos = 0
 
@@ -112,4 +115,5 @@ def parse_connect(body: bytes) -> ConnectInfo:
     return ConnectInfo(
         protocol, level, bool(flags & 0x02), keep_alive, client_id, will_flag, will_qos,
         will_retain, will_topic, will_message, username, password, username_flag, password_flag,
+        source,
     )  # fmt: skip

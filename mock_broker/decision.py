@@ -15,9 +15,10 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property
 from typing import Literal, Protocol
 
+from sim.shared.httplimits import JsonTooDeep, check_json_depth
 from sim.shared.protocol import (
     InvalidCode,
     InvalidCredentials,
@@ -38,6 +39,7 @@ from sim.shared.protocol.tokens import TokenClaims
 from .connect import ConnackCode
 
 __all__ = [
+    "MAX_UPLOAD_DEPTH",
     "READ_TYPES",
     "WRITE_TYPES",
     "AccountInfo",
@@ -98,7 +100,16 @@ class SessionAccess:
 
     @property
     def full_access(self) -> bool:
+        """Signature mode (and auth off): everything, *in its namespace*."""
         return self.mode != "Token"
+
+    @cached_property
+    def namespace(self) -> str:
+        """Where the session lives (docs/broker.md "Namespaces and sessions"): each
+        instance of each account is a namespace of its own (topics, retained messages,
+        client ids); ``""`` when auth is off (one namespace for everyone).  Access key
+        and instance ids never contain ``|`` (the username is split on it)."""
+        return "" if self.mode == "Open" else f"{self.access_key_id}|{self.instance_id}"
 
     def with_token(self, token_type: TokenType, claims: TokenClaims) -> SessionAccess:
         tokens = dict(self.tokens)
@@ -131,10 +142,9 @@ class UploadRefused:
     reason: str
 
 
-# Parsing is a pure function of the text: a reconnecting client sends the same username
-# and password again, so the parse is memoised (failures are not: they raise).
-_parse_username = lru_cache(maxsize=16_384)(parse_username)
-_parse_token_password = lru_cache(maxsize=16_384)(parse_token_password)
+#: A token upload is one flat JSON object; anything nested deeper is malformed, and is
+#: refused before a parser recurses into it (SPEC §4: notice code 1, then disconnect).
+MAX_UPLOAD_DEPTH = 4
 
 
 def _refuse(code: InvalidCode, reason: str, token_type: TokenType | None = None) -> Refusal:
@@ -174,8 +184,11 @@ def decide_connect(
     now_ms: int,
 ) -> SessionAccess | Refusal:
     """Token mode or signature mode CONNECT (SPEC §4)."""
+    # Parsed afresh each time, never memoised: a cache keyed by what an unauthenticated
+    # client sends would keep whatever it sends (docs/broker.md "Bounded memory").  The
+    # token policy remembers whole decisions, and only accepted ones.
     try:
-        user = _parse_username(username)
+        user = parse_username(username)
     except InvalidCredentials:
         return Refusal(ConnackCode.BAD_CREDENTIALS, None, "malformed")
     try:
@@ -199,7 +212,7 @@ def decide_connect(
         return SessionAccess("Signature", user.access_key_id, user.instance_id, client_id)
 
     try:
-        pairs = _parse_token_password(password)
+        pairs = parse_token_password(password)
     except InvalidCredentials:
         return Refusal(ConnackCode.BAD_CREDENTIALS, None, "malformed")
     tokens: dict[TokenType, TokenClaims] = {}
@@ -252,7 +265,11 @@ def decide_upload(
     """``$SYS/uploadToken``: a valid token of the session's account and instance whose
     actions are exactly the named type replaces the session's token of that type."""
     try:
-        upload = UploadToken.parse(payload)
+        check_json_depth(payload, MAX_UPLOAD_DEPTH)  # before a parser recurses into it
+    except JsonTooDeep:
+        return UploadRefused(InvalidCode.FORGED, None, "malformed")
+    try:
+        upload = UploadToken.parse(payload)  # at most MAX_UPLOAD_BYTES
     except InvalidPayload:
         return UploadRefused(InvalidCode.FORGED, None, "malformed")
     checked = _check_token(

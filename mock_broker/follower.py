@@ -3,8 +3,11 @@
 The feed answers as soon as there is an event, so a revocation reaches the authority,
 and through it every live session, well within SPEC §3c's one second.  Answers are read
 as the typed documents of :mod:`sim.shared.protocol.feed`.  Network trouble and
-malformed answers are retried with jittered backoff (real time); the last known keys keep
-verifying tokens offline meanwhile.
+malformed answers are retried after a short jittered wait (real time), capped at
+:data:`RETRY_CAP_S` however long the AuthServer has been gone: a revocation made right
+after it comes back must still arrive within the second (a longer backoff once hid the
+return for up to 7.5 s).  The last known keys keep verifying tokens offline meanwhile.
+A retry is one HTTP request to a loopback or LAN AuthServer: four a second cost nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -24,9 +28,20 @@ from .authority import TokenAuthority
 from .errors import FeedError, FeedReset
 from .metrics import BrokerMetrics
 
-__all__ = ["FeedFollower"]
+__all__ = ["RETRY_CAP_S", "RETRY_FIRST_S", "FeedFollower", "retry_wait"]
 
 log = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 0.05
+RETRY_CAP_S = 0.25
+
+
+def retry_wait(failures: int, draw: float) -> float:
+    """Real seconds to wait after ``failures`` failed attempts in a row (``>= 1``), given a
+    uniform ``draw`` in [0, 1): doubling from :data:`RETRY_FIRST_S`, capped at
+    :data:`RETRY_CAP_S`, jittered down to half so that brokers do not retry in step."""
+    base = min(RETRY_CAP_S, RETRY_FIRST_S * (1 << min(failures - 1, 16)))
+    return base * (0.5 + draw / 2)
 
 
 class FeedFollower:
@@ -38,12 +53,14 @@ class FeedFollower:
         clock: Clock,
         poll_timeout: float = 10.0,
         metrics: BrokerMetrics | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.authority = authority
         self.clock = clock
         self.poll_timeout = poll_timeout
         self.metrics = metrics
+        self._sleep = sleep  # how it waits between retries (tests record the waits)
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -106,7 +123,7 @@ class FeedFollower:
             self.metrics.feed_events.labels(kind).inc()
 
     async def _run(self) -> None:
-        backoff = 0.1
+        failures = 0
         need_bootstrap = True
         while True:
             try:
@@ -114,7 +131,9 @@ class FeedFollower:
                     await self.bootstrap()
                     need_bootstrap = False
                 await self.poll_once()
-                backoff = 0.1
+                if failures:
+                    log.info("AuthServer feed: back after %d failed attempts", failures)
+                failures = 0
                 continue
             except FeedReset:
                 need_bootstrap = True
@@ -126,9 +145,11 @@ class FeedFollower:
                 TimeoutError,
                 OSError,
             ) as exc:
-                log.warning("AuthServer feed: %s; retrying", exc or type(exc).__name__)
+                # Once per outage: the retries come every quarter second.
+                level = logging.WARNING if not failures else logging.DEBUG
+                log.log(level, "AuthServer feed: %s; retrying", exc or type(exc).__name__)
             except Exception:  # a bug: say so loudly, but keep following
                 log.exception("AuthServer feed: unexpected error; retrying")
             self._count("error")
-            await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, 5.0)
+            failures += 1
+            await self._sleep(retry_wait(failures, random.random()))

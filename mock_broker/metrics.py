@@ -6,7 +6,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["BrokerMetrics", "serve_metrics"]
+__all__ = ["MAX_SOURCES", "BrokerMetrics", "serve_metrics"]
+
+#: Source addresses counted one by one in ``mqtt_broker_refused_logins_total``; refusals
+#: from any further address are counted as ``source="other"``, so a flood from many
+#: addresses cannot grow the metrics (label cardinality stays bounded).
+MAX_SOURCES = 64
 
 
 class BrokerMetrics:
@@ -47,6 +52,25 @@ class BrokerMetrics:
             ["kind"],
             registry=r,
         )
+
+        self.refused_logins = Counter(
+            "mqtt_broker_refused_logins_total",
+            f"Refused CONNECTs by source address (the first {MAX_SOURCES} addresses seen;"
+            " 'other' for the rest, 'unknown' where the transport does not say)",
+            ["source"],
+            registry=r,
+        )
+        self._sources: set[str] = set()
+
+    def refused_login(self, source: str) -> None:
+        """Count one refused CONNECT from ``source`` (an address, ``""`` if unknown)."""
+        label = source or "unknown"
+        if source and label not in self._sources:
+            if len(self._sources) >= MAX_SOURCES:
+                label = "other"
+            else:
+                self._sources.add(label)
+        self.refused_logins.labels(label).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -29,6 +29,7 @@ from sim.shared.protocol import (
 from sim.shared.protocol.tokens import TokenClaims
 
 from .authority import Changes, TokenAuthority
+from .bytecache import ByteBudgetCache
 from .config import BrokerConfig
 from .connect import ConnectInfo
 from .deadlines import Deadline, DeadlineQueue
@@ -44,7 +45,7 @@ from .decision import (
     decide_upload,
     may_receive,
 )
-from .hardened import Admission, ClientSession, Connection, Verdict
+from .hardened import Admission, ClientSession, Connection, Verdict, session_key
 from .metrics import BrokerMetrics
 
 __all__ = ["TokenPolicy", "access_of"]
@@ -52,7 +53,11 @@ __all__ = ["TokenPolicy", "access_of"]
 log = logging.getLogger(__name__)
 
 _NOTICE_TOPICS = (SYS_EXPIRE_NOTICE, SYS_INVALID_NOTICE)
-_DECIDED_MAX = 16_384
+#: Bytes of accepted CONNECT credentials remembered (docs/broker.md "Bounded memory").
+DECIDED_BUDGET = 16 * 1024 * 1024
+_ENTRY_OVERHEAD = 512  # the decision's objects beside the password's own bytes
+
+Decided = tuple[Any, str, int, int, SessionAccess]
 
 
 def access_of(session: ClientSession | None) -> SessionAccess | None:
@@ -79,8 +84,9 @@ class TokenPolicy:
         # password (the whole token text) -> (username, client id, authority generation,
         # valid until ms, access).  Keyed by the password alone, so a hit costs no key
         # tuple; the username and client id must match too (a password presented by
-        # another client is a miss, decided afresh, and replaces the entry).
-        self._decided: dict[Any, tuple[Any, str, int, int, SessionAccess]] = {}
+        # another client is a miss, decided afresh, and replaces the entry).  Accepted
+        # CONNECTs only, within a byte budget: a refused one leaves nothing here.
+        self._decided: ByteBudgetCache[Any, Decided] = ByteBudgetCache(DECIDED_BUDGET)
         self._deadlines = DeadlineQueue(clock)
         self._timers: dict[Connection, dict[TokenType, Deadline]] = {}
         self._live: set[Connection] = set()
@@ -116,9 +122,8 @@ class TokenPolicy:
         result = decide_connect(username, password, client_id, authority, now_ms)
         if isinstance(result, SessionAccess):  # refusals are decided afresh
             until = min((c.expire_ms for c in result.tokens.values()), default=2**62)
-            if len(self._decided) >= _DECIDED_MAX:
-                self._decided.clear()
-            self._decided[password] = (username, client_id, generation, until, result)
+            size = len(password or "") + len(username or "") + len(client_id) + _ENTRY_OVERHEAD
+            self._decided.put(password, (username, client_id, generation, until, result), size)
         return result
 
     def publish_refusal(self, access: SessionAccess, topic: str) -> InvalidCode | None:
@@ -142,9 +147,11 @@ class TokenPolicy:
         result = self.decide(connect.username, connect.password, connect.client_id)
         if isinstance(result, Refusal):
             self.metrics.connects.labels(result.reason).inc()
+            self.metrics.refused_login(connect.source)
             return result.connack
         self._accepted.inc()
-        return Admission(connect.client_id, result)
+        namespace = result.namespace  # the account's instance (docs/broker.md)
+        return Admission(session_key(namespace, connect.client_id), result, namespace)
 
     async def on_connected(self, conn: Connection, session_present: bool) -> None:
         self._live.add(conn)
@@ -201,6 +208,13 @@ class TokenPolicy:
     def may_deliver(self, session: ClientSession, topic: str) -> bool:
         access = access_of(session)
         return access is not None and self.may_receive(access, topic)
+
+    def may_keep_subscription(self, session: ClientSession, topic_filter: str) -> bool:
+        # A resumed session keeps a subscription only if its new tokens cover it as a
+        # SUBSCRIBE of it now would be (the provider loads a session's offline messages
+        # only once the client "passes the permission verification": docs/broker.md).
+        access = access_of(session)
+        return access is not None and self.subscribe_refusal(access, topic_filter) is None
 
     def may_publish_will(self, session: ClientSession) -> bool:
         # A will goes out on the client's behalf: only where it could have published.

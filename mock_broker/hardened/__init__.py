@@ -20,13 +20,15 @@ F9   retained messages only for the filters subscribed      routing, broker
 F10  a lean connect path (one read per CONNECT, one task    handshake, connection
      per connection, no state machine)
 F11  TCP listen backlog 4096                                listeners
+F12  malformed packets close the connection (strict         connection, wire,
+     parsing, MQTT-4.8.0-1)                                 mock_broker.packets
 
 Every amqtt name the package uses is in :mod:`.amqtt_boundary`, checked at import.
 """
 
 from .broker import HardenedBroker
 from .connection import Connection
-from .policy import Admission, BrokerPolicy, Verdict
+from .policy import Admission, BrokerPolicy, Verdict, session_key
 from .session import ClientSession, Will
 
 __all__ = [
@@ -37,4 +39,5 @@ __all__ = [
     "HardenedBroker",
     "Verdict",
     "Will",
+    "session_key",
 ]

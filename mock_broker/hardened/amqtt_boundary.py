@@ -1,7 +1,9 @@
 """Everything of amqtt 0.12.1 the hardened broker uses, in one place, checked at import.
 
-amqtt stays for what it does well: its MQTT packet codecs, its stream adapters, and its
-``Broker`` as the host of the listeners (TCP, TLS, WebSocket; start and stop).  What a
+amqtt stays for what it does well: its MQTT packet encoders, its stream adapters, and its
+``Broker`` as the host of the listeners (TCP, TLS, WebSocket; start and stop).  Packets
+from clients are parsed by :mod:`mock_broker.packets` (amqtt's decoders let malformed
+packets through, F12).  What a
 connection does once accepted is ours (the other modules of this package), so amqtt's
 private names are needed only where its listeners hand a connection over:
 
@@ -23,29 +25,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import ssl
-import struct
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter, StreamReaderAdapter, StreamWriterAdapter, WriterAdapter
 from amqtt.broker import Broker, Server
 from amqtt.contexts import ListenerType
-from amqtt.errors import AMQTTError, CodecError, MQTTError, NoDataError
-from amqtt.mqtt import packet_class
 from amqtt.mqtt.connack import ConnackPacket
-from amqtt.mqtt.packet import (
-    CONNECT,
-    DISCONNECT,
-    PINGREQ,
-    PUBACK,
-    PUBCOMP,
-    PUBLISH,
-    PUBREC,
-    PUBREL,
-    SUBSCRIBE,
-    UNSUBSCRIBE,
-    MQTTFixedHeader,
-)
 from amqtt.mqtt.pingresp import PingRespPacket
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.pubcomp import PubcompPacket
@@ -57,22 +43,10 @@ from amqtt.mqtt.unsuback import UnsubackPacket
 from websockets.exceptions import ConnectionClosed
 
 __all__ = [
-    "CONNECT",
-    "DECODE_ERRORS",
-    "DISCONNECT",
-    "PINGREQ",
-    "PUBACK",
-    "PUBCOMP",
-    "PUBLISH",
-    "PUBREC",
-    "PUBREL",
-    "SUBSCRIBE",
-    "UNSUBSCRIBE",
     "WIRE_GONE",
     "AmqttDrift",
     "ConnackPacket",
     "ListenerHost",
-    "MQTTFixedHeader",
     "PingRespPacket",
     "PubackPacket",
     "PubcompPacket",
@@ -87,13 +61,8 @@ __all__ = [
     "WriterAdapter",
     "check_amqtt",
     "listener_server",
-    "packet_class",
 ]
 
-#: What amqtt's decoders raise on bytes that are not MQTT (the client's fault, not ours).
-DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    AMQTTError, MQTTError, CodecError, NoDataError, ValueError, IndexError, struct.error,
-)  # fmt: skip
 #: What writing to a client raises once it is gone (TCP, TLS or WebSocket).
 WIRE_GONE: tuple[type[BaseException], ...] = (ConnectionError, OSError, ConnectionClosed)
 
@@ -164,9 +133,10 @@ _SIGNATURES: tuple[tuple[Any, str, tuple[str, ...]], ...] = (
     (PubrelPacket, "build", ("packet_id",)),
     (PubcompPacket, "build", ("packet_id",)),
     (PingRespPacket, "build", ()),
-    (MQTTFixedHeader, "from_stream", ("reader",)),
     (StreamReaderAdapter, "__init__", ("reader",)),
     (StreamWriterAdapter, "__init__", ("writer",)),
+    (WriterAdapter, "get_peer_info", ()),
+    (StreamWriterAdapter, "get_peer_info", ()),
 )  # fmt: skip
 
 # (owner, function, name): amqtt must still reach our overrides and keep its state where

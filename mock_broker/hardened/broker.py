@@ -18,7 +18,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import replace
 from typing import Any
 
-from sim.shared.protocol import InvalidTopic, is_sys_topic, validate_filter
+from sim.shared.protocol import is_sys_topic
 
 from .amqtt_boundary import SubackPacket, UnsubackPacket
 from .connection import Connection
@@ -161,7 +161,7 @@ class HardenedBroker:
             and not is_sys_topic(will.topic)  # F4: never routed, not even as a will
             and self.policy.may_publish_will(session)
         ):
-            self.router.publish(will.topic, will.message, will.qos, will.retain)
+            self.router.publish(session.namespace, will.topic, will.message, will.qos, will.retain)
         if ours and session.clean:
             self.sessions.discard(session)
         await self.policy.on_disconnected(conn)
@@ -174,22 +174,16 @@ class HardenedBroker:
         verdict = await self.policy.screen_publish(conn, topic, data, qos, retain)
         # F4: $SYS/ is the broker's namespace, never routed (the policy may act on it).
         if verdict is Verdict.ALLOW and not is_sys_topic(topic):
-            self.router.publish(topic, data, qos, retain)
+            self.router.publish(conn.session.namespace, topic, data, qos, retain)
         return verdict
 
     async def handle_subscribe(
         self, conn: Connection, packet_id: int, topics: list[tuple[str, int]]
     ) -> bool:
+        # Each filter is a valid MQTT filter and QoS (mock_broker.packets): a malformed
+        # SUBSCRIBE closed the connection before it got here (MQTT-4.8.0-1).
         codes: list[int] = []
         for topic_filter, qos in topics:
-            try:
-                validate_filter(topic_filter)
-            except InvalidTopic:
-                codes.append(_SUBACK_FAILURE)
-                continue
-            if qos not in (0, 1, 2):
-                conn.close_reason = "protocol"  # MQTT-3.8.3-4
-                return False
             verdict = await self.policy.authorize_subscribe(conn, topic_filter, qos)
             if verdict is Verdict.CLOSE:
                 return False
@@ -200,7 +194,7 @@ class HardenedBroker:
             codes.append(qos)
         await conn.wire.send(SubackPacket.build(packet_id, codes))
         granted = [(f, c) for (f, _), c in zip(topics, codes, strict=True) if c != _SUBACK_FAILURE]
-        if granted and self.router.retained:
+        if granted and self.router.has_retained(conn.session.namespace):
             self.spawn(self._send_retained(conn, granted))
         return True
 

@@ -8,8 +8,13 @@ F7   A QoS 1/2 message to the client stays in its session until acknowledged, wi
      timeout, and is re-sent with DUP when the session resumes (MQTT-4.4.0-1).
 F10  One reader task per connection, no waiter tasks per message, no state machine.
 
-Bytes that are not MQTT close the connection (MQTT-4.8.0-1, reason ``protocol``); any
-other exception is a bug of the broker's and is logged as one, with its traceback.
+F12  Each packet is read whole and parsed strictly (:mod:`mock_broker.packets`): a
+     malformed one (reserved flags, QoS 3, a topic that is not UTF-8 or has wildcards,
+     a SUBSCRIBE or UNSUBSCRIBE without topics, a second CONNECT, ...) closes the
+     connection unanswered (MQTT-4.8.0-1, reason ``protocol``; amqtt's decoders let
+     these through).
+
+Any other exception is a bug of the broker's and is logged as one, with its traceback.
 """
 
 from __future__ import annotations
@@ -20,33 +25,30 @@ from collections.abc import Coroutine
 from functools import partial
 from typing import Any, Protocol
 
-from sim.shared.protocol import InvalidTopic, validate_topic
-
+from ..packets import (
+    Ack,
+    Bare,
+    ClientPacket,
+    MalformedPacket,
+    PacketType,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    check_fixed_header,
+    parse_packet,
+)
 from .amqtt_boundary import (
-    CONNECT,
-    DECODE_ERRORS,
-    DISCONNECT,
-    PINGREQ,
-    PUBACK,
-    PUBCOMP,
-    PUBLISH,
-    PUBREC,
-    PUBREL,
-    SUBSCRIBE,
-    UNSUBSCRIBE,
-    MQTTFixedHeader,
     PingRespPacket,
     PubackPacket,
     PubcompPacket,
     PublishPacket,
     PubrecPacket,
     PubrelPacket,
-    packet_class,
 )
 from .keepalive import KeepAlive
 from .policy import Verdict
 from .session import ClientSession, Outgoing
-from .wire import Wire
+from .wire import Wire, read_exactly, read_remaining_length
 
 __all__ = ["Connection", "Owner"]
 
@@ -169,22 +171,19 @@ class Connection:
     # -- from the client -------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        reader = self.wire.reader
         try:
             while not self.closing:
                 try:
-                    header = await MQTTFixedHeader.from_stream(reader)
-                    if header is None:
-                        self.close_reason = self.close_reason or "lost"
-                        break
-                    packet = await packet_class(header).from_stream(reader, fixed_header=header)
-                except DECODE_ERRORS as exc:  # not MQTT: close (MQTT-4.8.0-1)
-                    log.debug("closing %s: %r", self.client_id, exc)
+                    packet = await self._read_packet()
+                except MalformedPacket as exc:  # MQTT-4.8.0-1: close, answer nothing
+                    log.debug("closing %s: %s", self.client_id, exc)
                     self.close_reason = self.close_reason or "protocol"
                     break
+                if packet is None:
+                    break  # close_reason already says why
                 if self._keepalive is not None:
                     self._keepalive.seen()
-                if not await self._dispatch(header.packet_type, packet):
+                if not await self._dispatch(packet):
                     break
         except asyncio.CancelledError:
             pass
@@ -196,58 +195,61 @@ class Connection:
         finally:
             self._end(False)
 
-    async def _dispatch(self, kind: int, packet: Any) -> bool:
+    async def _read_packet(self) -> ClientPacket | None:
+        """The next packet, whole; ``None`` at the end of the stream or at a second
+        CONNECT (MQTT-3.1.0-2), with :attr:`close_reason` set."""
+        reader = self.wire.reader
+        first = await reader.read(1)
+        if not first:
+            self.close_reason = self.close_reason or "lost"
+            return None
+        kind = check_fixed_header(first[0])
+        if kind is PacketType.CONNECT:
+            self.close_reason = "second_connect"
+            return None
+        length = await read_remaining_length(reader)
+        body = await read_exactly(reader, length) if length else b""
+        return parse_packet(kind, first[0] & 0x0F, body)
+
+    async def _dispatch(self, packet: ClientPacket) -> bool:
         """Handle one packet in order; ``False`` ends the connection."""
         session = self.session
-        if kind == PUBLISH:
+        if isinstance(packet, Publish):
             return await self._on_publish(packet)
-        if kind == PUBACK:
+        if isinstance(packet, Ack):
             message = session.inflight_out.get(packet.packet_id)
-            if message is not None and message.qos == 1:
-                del session.inflight_out[packet.packet_id]
-        elif kind == PUBREC:
-            message = session.inflight_out.get(packet.packet_id)
-            if message is not None and message.qos == 2:
-                message.released = True
-                await self._send_outgoing(message)
-        elif kind == PUBCOMP:
-            message = session.inflight_out.get(packet.packet_id)
-            if message is not None and message.released:
-                del session.inflight_out[packet.packet_id]
-        elif kind == PUBREL:
-            session.inflight_in.discard(packet.packet_id)
-            await self.wire.send(PubcompPacket.build(packet.packet_id))
-        elif kind == SUBSCRIBE:
-            vh, payload = packet.variable_header, packet.payload
-            return await self.owner.handle_subscribe(self, vh.packet_id, payload.topics)
-        elif kind == UNSUBSCRIBE:
-            vh, payload = packet.variable_header, packet.payload
-            await self.owner.handle_unsubscribe(self, vh.packet_id, payload.topics)
-        elif kind == PINGREQ:
+            if packet.kind is PacketType.PUBACK:
+                if message is not None and message.qos == 1:
+                    del session.inflight_out[packet.packet_id]
+            elif packet.kind is PacketType.PUBREC:
+                if message is not None and message.qos == 2:
+                    message.released = True
+                    await self._send_outgoing(message)
+            elif packet.kind is PacketType.PUBCOMP:
+                if message is not None and message.released:
+                    del session.inflight_out[packet.packet_id]
+            else:  # PUBREL
+                session.inflight_in.discard(packet.packet_id)
+                await self.wire.send(PubcompPacket.build(packet.packet_id))
+        elif isinstance(packet, Subscribe):
+            return await self.owner.handle_subscribe(self, packet.packet_id, list(packet.filters))
+        elif isinstance(packet, Unsubscribe):
+            await self.owner.handle_unsubscribe(self, packet.packet_id, list(packet.filters))
+        elif isinstance(packet, Bare) and packet.kind is PacketType.PINGREQ:
             await self.wire.send(PingRespPacket.build())
-        elif kind == DISCONNECT:
+        else:  # DISCONNECT
             self.close_reason = self.close_reason or "client"
             self._end(True)
             return False
-        else:
-            # A second CONNECT (MQTT-3.1.0-2) or a packet only a server sends.
-            self.close_reason = "second_connect" if kind == CONNECT else "protocol"
-            return False
         return True
 
-    async def _on_publish(self, packet: Any) -> bool:
-        topic, qos, packet_id = packet.topic_name, packet.qos, packet.packet_id
-        data = packet.data or b""
-        try:
-            validate_topic(topic)  # MQTT-3.3.2-2, MQTT-4.7.3-1
-        except InvalidTopic:
-            self.close_reason = "protocol"
-            return False
+    async def _on_publish(self, packet: Publish) -> bool:
+        topic, qos, packet_id = packet.topic, packet.qos, packet.packet_id
         if qos == 2 and packet_id in self.session.inflight_in:
             # A re-sent QoS 2 PUBLISH already taken: acknowledge, do not deliver twice.
             await self.wire.send(PubrecPacket.build(packet_id))
             return True
-        verdict = await self.owner.handle_publish(self, topic, data, qos, packet.retain_flag)
+        verdict = await self.owner.handle_publish(self, topic, packet.data, qos, packet.retain)
         if verdict is Verdict.CLOSE:
             return False
         if qos == 1:

@@ -19,41 +19,36 @@ from ..connect import (
     MalformedConnect,
     parse_connect,
 )
-from .amqtt_boundary import WIRE_GONE, ConnackPacket, ReaderAdapter
-from .wire import Wire
+from ..packets import MalformedPacket
+from .amqtt_boundary import WIRE_GONE, ConnackPacket
+from .wire import Wire, read_exactly, read_remaining_length
 
 __all__ = ["read_connect", "refuse"]
 
-# A stream that ends, stalls or says something else than a CONNECT (a short read of a
-# WebSocket comes back as too few bytes: ValueError on unpacking).
+# A stream that ends, stalls or says something else than a CONNECT.
 _NOT_A_CONNECT: tuple[type[BaseException], ...] = (
-    TimeoutError, MalformedConnect, asyncio.IncompleteReadError, ValueError, *WIRE_GONE,
+    TimeoutError, MalformedConnect, MalformedPacket, asyncio.IncompleteReadError, ValueError,
+    *WIRE_GONE,
 )  # fmt: skip
 
 
-async def _read_connect_packet(reader: ReaderAdapter) -> ConnectInfo:
+async def _read_connect_packet(wire: Wire) -> ConnectInfo:
+    reader = wire.reader
     first = await reader.read(1)
     if not first or first[0] != 0x10:
         raise MalformedConnect("the first packet must be a CONNECT")  # MQTT-3.1.0-1
-    length, shift = 0, 0
-    for _ in range(4):
-        (byte,) = await reader.read(1)
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    else:
-        raise MalformedConnect("remaining length is longer than four bytes")
+    length = await read_remaining_length(reader)
     if length > MAX_CONNECT_BYTES:
         raise MalformedConnect("CONNECT is too large")
-    return parse_connect(await reader.read(length) if length else b"")
+    body = await read_exactly(reader, length) if length else b""
+    return parse_connect(body, source=wire.peer)
 
 
 async def read_connect(wire: Wire, within: float) -> ConnectInfo | None:
     """The client's CONNECT, or ``None`` when the connection is to be closed: silently
     if it never spoke MQTT 3.1.1's CONNECT, after a CONNACK refusal where MQTT says one."""
     try:
-        connect = await asyncio.wait_for(_read_connect_packet(wire.reader), within)
+        connect = await asyncio.wait_for(_read_connect_packet(wire), within)
     except _NOT_A_CONNECT:
         return None
     if connect.protocol not in ("MQTT", "MQIsdp"):

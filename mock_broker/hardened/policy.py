@@ -16,7 +16,17 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .session import ClientSession
 
-__all__ = ["Admission", "BrokerPolicy", "Verdict"]
+__all__ = ["Admission", "BrokerPolicy", "Verdict", "session_key"]
+
+
+def session_key(namespace: str, client_id: str) -> str:
+    """The key of the session of ``client_id`` in ``namespace``: client ids are unique
+    per namespace only, so two namespaces' clients of the same id are two sessions (and
+    never take each other over).  NUL separates the two: no client id contains one
+    (MQTT-1.5.3-2, refused when the CONNECT is parsed).  The whole key space of the
+    broker: anything that finds a session by client id (P2P delivery, too) goes through
+    here with the namespace of the client asking."""
+    return f"{namespace}\x00{client_id}" if namespace else client_id
 
 
 class Verdict(enum.Enum):
@@ -35,11 +45,14 @@ class Admission:
     """An accepted CONNECT."""
 
     session_key: str
-    """The session it attaches to, resumes or takes over (the client id, or the client
-    id scoped by whatever the policy keeps apart)."""
+    """The session it attaches to, resumes or takes over: ``session_key(namespace,
+    client_id)``."""
     access: Any
     """The policy's own record of what this session may do; the broker keeps it on the
     session (:attr:`ClientSession.access`) and never looks inside."""
+    namespace: str = ""
+    """Where the session lives: its topics, retained messages and client ids are seen by
+    sessions of the same namespace only (``""``: one namespace for everyone)."""
 
 
 class BrokerPolicy(Protocol):
@@ -50,7 +63,8 @@ class BrokerPolicy(Protocol):
 
     async def on_connected(self, conn: Connection, session_present: bool) -> None:
         """After the CONNACK, before a resumed session's queued and in-flight messages
-        are re-sent (``conn.session`` holds them and its subscriptions)."""
+        are re-sent (``conn.session`` holds them and its subscriptions; what the new
+        credentials do not allow is already gone, see :meth:`may_keep_subscription`)."""
         ...
 
     async def on_disconnected(self, conn: Connection) -> None:
@@ -68,7 +82,14 @@ class BrokerPolicy(Protocol):
         ...
 
     def may_deliver(self, session: ClientSession, topic: str) -> bool:
-        """May this session receive a message on ``topic`` (live, queued or retained)?"""
+        """May this session receive a message on ``topic`` (live, queued, in flight when
+        it resumes, or retained)?"""
+        ...
+
+    def may_keep_subscription(self, session: ClientSession, topic_filter: str) -> bool:
+        """When a persistent session resumes (``session.access`` is the new CONNECT's):
+        may it keep this subscription?  Asked before the CONNACK; a ``False`` drops it
+        silently (MQTT 3.1.1 has no way to tell a client)."""
         ...
 
     def may_publish_will(self, session: ClientSession) -> bool:

@@ -9,6 +9,13 @@ F5      A second connection with the same session key takes over whatever the
 F6      A persistent session resumes with the new connection's parameters, session
         present 1 (MQTT-3.2.2-2); CONNECTs of one key are serialised, so a refresh by
         reconnecting (old connection still up) cannot interleave with the take-over.
+
+Sessions live in namespaces (the policy's :attr:`~.policy.Admission.namespace`): the key
+is :func:`~.policy.session_key` of namespace and client id, so a client of another
+namespace with the same id is another session, and a session never changes namespace.
+A resumed session is rechecked against the resuming CONNECT's credentials before its
+CONNACK (:meth:`~.routing.Router.recheck`): what they do not allow is dropped, and only
+the rest is re-sent.
 """
 
 from __future__ import annotations
@@ -74,12 +81,15 @@ class ClientSession:
 
     __slots__ = (
         "_packet_id", "access", "clean", "client_id", "connection", "filters",
-        "inflight_in", "inflight_out", "keep_alive", "key", "max_offline", "offline",
-        "will",
+        "inflight_in", "inflight_out", "keep_alive", "key", "max_offline", "namespace",
+        "offline", "will",
     )  # fmt: skip
 
-    def __init__(self, key: str, connect: ConnectInfo, access: Any, max_offline: int) -> None:
+    def __init__(
+        self, key: str, connect: ConnectInfo, access: Any, max_offline: int, namespace: str = ""
+    ) -> None:
         self.key = key
+        self.namespace = namespace
         self.client_id = connect.client_id
         self.max_offline = max_offline
         self.connection: Connection | None = None
@@ -162,13 +172,26 @@ class SessionTable:
             if old is not None and not old.finished.is_set():
                 await _take_over(old)  # F5
                 existing = self._sessions.get(key)
-            if existing is not None and not connect.clean_session:
+            if (
+                existing is not None
+                and not connect.clean_session
+                and existing.namespace == admission.namespace  # never across namespaces
+            ):
                 session, present = existing, True  # F6
                 session.renew(connect, admission.access)
+                dropped = self._router.recheck(session)
+                if dropped:
+                    log.info(
+                        "%s resumed: %d subscriptions and %d messages its credentials do"
+                        " not cover were dropped",
+                        connect.client_id, dropped.subscriptions, dropped.messages,
+                    )  # fmt: skip
             else:
                 if existing is not None:
                     self.discard(existing)  # clean session: start afresh
-                session = ClientSession(key, connect, admission.access, self._max_offline)
+                session = ClientSession(
+                    key, connect, admission.access, self._max_offline, admission.namespace
+                )
                 present = False
             conn = connection(session, wire)
             session.connection = conn

@@ -131,20 +131,23 @@ def check_json_depth(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> None:
     """Raise :class:`JsonTooDeep` if ``raw`` (JSON text) nests deeper than ``max_depth``.
 
     Runs before parsing, in time linear in ``raw`` times the depth at most, so a body of
-    ``[[[[...`` costs neither recursion nor the objects a parser would build.
-    Unbalanced text passes (the parser refuses it as invalid).
+    ``[[[[...`` costs neither recursion nor the objects a parser would build, closed or
+    not (a parser recurses into unclosed brackets before it finds them unclosed).  Other
+    unbalanced text passes (the parser refuses it as invalid).
     """
     if raw.count(b"[") + raw.count(b"{") <= max_depth:
         return
     skeleton = _STRING.sub(b"", raw).translate(_BRACKETS, _NOT_BRACKETS)
-    # Balanced text of depth d empties in exactly d rounds of removing innermost pairs.
-    for _ in range(max_depth):
+    # Balanced text of depth d empties in exactly d rounds of removing innermost pairs;
+    # what is left then is closers and openers never closed, which nest what follows.
+    for rounds in range(max_depth + 1):
         shorter = skeleton.replace(b"()", b"")
         if len(shorter) == len(skeleton):
-            return
+            if skeleton.count(b"(") + rounds <= max_depth:
+                return
+            break
         skeleton = shorter
-    if b"()" in skeleton:
-        raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels")
+    raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels")
 
 
 def loads_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:

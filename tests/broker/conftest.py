@@ -9,8 +9,9 @@ sees) fails that test.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -122,3 +123,13 @@ async def connect_raw(port: int, client_id: str, password: str, **kw: object) ->
     client, rc, _ = await RawClient.connected(port, client_id, USER, password, **kw)  # type: ignore[arg-type]
     assert rc == 0, f"CONNACK {rc}"
     return client
+
+
+async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll ``predicate`` until it holds; fail after ``within`` real seconds (a deadline
+    for a condition the broker reaches on its own, never a synchronising sleep)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from sim.shared.protocol import TokenType, build_token_password
-from sim.shared.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
 
+from .authapi import apply_token, revoke_token
 from .conftest import USER, connect_raw
 from .rawmqtt import PUBLISH, RawClient
 
@@ -85,23 +85,10 @@ async def test_revocation_across_processes(
     procs.append(broker)
     port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
     async with aiohttp.ClientSession() as http:
-        params = {
-            "actions": "R,W", "expireTime": str(int((time.time() + 3600) * 1000)),
-            "instanceId": "mqtt-dev", "resources": "a/#", "serviceName": "mq",
-            "proxyType": "MQTT", "accessKey": "dev-ak",
-        }  # fmt: skip
-        params["signature"] = legacy_sign({k: params[k] for k in LEGACY_APPLY_SIGNED}, "dev-sk")
-        async with http.post(f"{auth_url}/token/apply", data=params) as resp:
-            token = (await resp.json())["tokenData"]
+        token = await apply_token(http, auth_url, int((time.time() + 3600) * 1000), "R,W", "a/#")
         client = await connect_raw(port, "GID_p@@@one", build_token_password({TokenType.RW: token}))
         assert await client.subscribe(("a/b", 0)) == [0]
-        revoke = {
-            "token": token,
-            "accessKey": "dev-ak",
-            "signature": legacy_sign({"token": token}, "dev-sk"),
-        }
-        async with http.post(f"{auth_url}/token/revoke", data=revoke) as resp:
-            assert (await resp.json())["success"]
+        await revoke_token(http, auth_url, token)
         notice = await client.expect(PUBLISH, within=20)
         assert json.loads(notice.payload) == {"code": 3, "type": "RW"}
         assert await client.closed()
@@ -128,18 +115,8 @@ async def test_manual_clock_follows_the_authservers(
     procs.append(broker)
     port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
     async with aiohttp.ClientSession() as http:
-        params = {
-            "actions": "R", "expireTime": str((1_800_000_000 + 600) * 1000),
-            "instanceId": "mqtt-dev", "resources": "a/#", "serviceName": "mq",
-            "proxyType": "MQTT", "accessKey": "dev-ak",
-        }  # fmt: skip
-        params["signature"] = legacy_sign({k: params[k] for k in LEGACY_APPLY_SIGNED}, "dev-sk")
-        async with http.post(f"{auth_url}/token/apply", data=params) as resp:
-            body = await resp.json()
-        assert body["success"], body
-        client = await connect_raw(
-            port, "GID_p@@@man", build_token_password({TokenType.R: body["tokenData"]})
-        )
+        token = await apply_token(http, auth_url, (1_800_000_000 + 600) * 1000, "R", "a/#")
+        client = await connect_raw(port, "GID_p@@@man", build_token_password({TokenType.R: token}))
         async with http.post(f"{auth_url}/admin/clock/advance", json={"seconds": 600}) as resp:
             assert resp.status == 200
         expire = await client.expect(PUBLISH, within=15)

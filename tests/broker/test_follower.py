@@ -14,6 +14,8 @@ from mock_broker.authority import Changes, TokenAuthority
 from mock_broker.follower import FeedFollower
 from sim.shared.clock import ManualClock
 
+from .conftest import until
+
 
 class FakeAuthServer:
     def __init__(self) -> None:
@@ -70,13 +72,6 @@ class FakeAuthServer:
         return app
 
 
-async def _until(predicate: Any, within: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)  # polling with a deadline, not synchronising by sleep
-
-
 async def test_follows_bootstrap_events_reset_and_errors(aiohttp_server: Any) -> None:
     fake = FakeAuthServer()
     fake.revoked.append({"token_id": "old", "expire_ms": 2**50})
@@ -94,11 +89,11 @@ async def test_follows_bootstrap_events_reset_and_errors(aiohttp_server: Any) ->
     try:
         assert await follower.start(wait=5)
         assert authority.ready and authority.is_revoked("old") and authority.seq == 5
-        await _until(lambda: fake.bootstraps == 2)  # the reset forced a second bootstrap
+        await until(lambda: fake.bootstraps == 2, within=3.0)  # the reset forced a second bootstrap
         assert not fake.answers
         polls = follower.polls
         fake.revoke("t1")
-        await _until(lambda: authority.is_revoked("t1"), within=20)
+        await until(lambda: authority.is_revoked("t1"), within=20)
         assert follower.polls == polls + 1  # the one open poll brought it
         assert Changes(revoked=frozenset({"t1"})) in seen
         assert authority.seq == 6

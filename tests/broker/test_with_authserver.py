@@ -18,8 +18,8 @@ from mock_broker.broker import BrokerHandle, run_broker
 from mock_broker.config import BrokerConfig
 from sim.shared.clock import ManualClock
 from sim.shared.protocol import TokenType, build_token_password
-from sim.shared.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
 
+from .authapi import apply_token, revoke_token
 from .conftest import USER, connect_raw
 from .rawmqtt import PUBLISH, RawClient
 
@@ -37,27 +37,11 @@ class Stack:
     async def apply(
         self, actions: str = "R,W", resources: str = "a/+,b/#", ttl: float = 3600
     ) -> str:
-        params = {
-            "actions": actions,
-            "expireTime": str(int((self.clock.now() + ttl) * 1000)),
-            "instanceId": "mqtt-dev",
-            "resources": resources,
-            "serviceName": "mq",
-            "proxyType": "MQTT",
-            "accessKey": "dev-ak",
-        }
-        params["signature"] = legacy_sign({k: params[k] for k in LEGACY_APPLY_SIGNED}, "dev-sk")
-        async with self.http.post(f"{self.auth.url}/token/apply", data=params) as resp:
-            body = await resp.json()
-        assert body["success"], body
-        return str(body["tokenData"])
+        expire_ms = int((self.clock.now() + ttl) * 1000)
+        return await apply_token(self.http, self.auth.url, expire_ms, actions, resources)
 
     async def revoke(self, token: str) -> None:
-        params = {"token": token, "accessKey": "dev-ak"}
-        params["signature"] = legacy_sign({"token": token}, "dev-sk")
-        async with self.http.post(f"{self.auth.url}/token/revoke", data=params) as resp:
-            body = await resp.json()
-        assert body["success"], body
+        await revoke_token(self.http, self.auth.url, token)
 
 
 @pytest.fixture

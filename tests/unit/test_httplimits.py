@@ -63,6 +63,14 @@ def test_deep_or_unbalanced_text_is_refused_without_recursion(raw: bytes) -> Non
         loads_json(raw)
 
 
+def test_brackets_never_closed_are_too_deep_before_any_parser_runs() -> None:
+    with pytest.raises(JsonTooDeep):
+        check_json_depth(b"[" * 100_000)
+    with pytest.raises(JsonTooDeep):
+        check_json_depth(b'{"a": ' * 5 + b"[[]]", max_depth=4)
+    check_json_depth(b"[[[[]", max_depth=4)  # unbalanced but shallow: the parser says so
+
+
 def test_brackets_in_strings_do_not_nest_and_the_check_is_linear() -> None:
     assert loads_json(json.dumps({"a": "[" * 10_000}).encode()) == {"a": "[" * 10_000}
     check_json_depth(b'"' + b"[" * 50)  # an unterminated string holds no structure
