@@ -133,6 +133,7 @@ async def test_java_token_demo_pub_sub_and_p2p(stack: StackHandle) -> None:
     assert stack.broker is not None and not stack.broker.fidelity()
 
 
+@pytest.mark.filterwarnings("ignore:Callback API version 1 is deprecated")  # the demo's
 async def test_python_p2p_demo_receives_its_ten_messages(stack: StackHandle) -> None:
     group_id = "GID_demo"
     client_id = group_id + "@@@" + "device002"

@@ -9,6 +9,7 @@ published afterwards arriving first (the broker keeps each client's order)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import struct
@@ -19,7 +20,9 @@ import pytest
 
 from mock_broker.authority import TokenAuthority
 from mock_broker.broker import BrokerHandle, run_broker
+from mock_broker.cli import add_arguments, config_from_args
 from mock_broker.config import BrokerConfig
+from mock_broker.errors import BrokerConfigError
 from mock_broker.fidelity import Feature
 from mock_broker.profile import MAX_MESSAGE_BYTES, MAX_SUBSCRIPTIONS
 from sim.shared.clock import ManualClock
@@ -364,3 +367,17 @@ async def test_auth_off_has_no_parent_topics_but_the_limits(
     granted = await client.subscribe(("any/topic", 1), ("x" * 70, 1))
     assert granted == ([1, 0x80] if profile == "provider" else [1, 1])
     assert open_broker.policy.fidelity.uses_of("anyone") == {Feature.TOPIC_LIMITS: 1}
+
+
+def test_the_profile_switch() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = ["--authserver", "http://127.0.0.1:1"]
+    assert config_from_args(parser.parse_args(base))[0].profile == "provider"
+    assert config_from_args(parser.parse_args([*base, "--profile", "mqtt"]))[0].profile == "mqtt"
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--profile", "amqp"])
+    env = {"MQTT_TOKEN_SIM_BROKER_PROFILE": "mqtt"}
+    assert BrokerConfig.from_env(env=env).profile == "mqtt"
+    with pytest.raises(BrokerConfigError, match="profile"):
+        BrokerConfig(profile="amqp")  # type: ignore[arg-type]
