@@ -10,10 +10,9 @@ published afterwards arriving first (the broker keeps each client's order)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -28,7 +27,7 @@ from mock_broker.profile import MAX_MESSAGE_BYTES, MAX_SUBSCRIPTIONS
 from sim.shared.clock import ManualClock
 from sim.shared.protocol import build_username
 
-from .conftest import INSTANCE, USER, Minter, connect_raw
+from .conftest import INSTANCE, USER, Minter, connect_raw, until
 from .rawmqtt import CONNACK, PUBACK, PUBLISH, RawClient, connect_packet, packet
 
 pytestmark = pytest.mark.timeout(30)
@@ -50,13 +49,6 @@ def broker_config(profile: str) -> BrokerConfig:
 @pytest.fixture(autouse=True)
 def parent_topics(authority: TokenAuthority) -> None:
     authority.set_parent_topics(INSTANCE, PARENTS)
-
-
-async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "not reached in time"
-        await asyncio.sleep(0.005)
 
 
 async def _next_topic(client: RawClient) -> str:
@@ -86,7 +78,7 @@ async def test_a_will_is_accepted_and_never_published(
         will=("demo/will/rude", b"gone", 1, False),
     )  # fmt: skip
     rude.close()  # an abnormal close: MQTT publishes the will
-    await _until(lambda: broker.metrics.value("mqtt_broker_disconnects_total", reason="lost") == 1)
+    await until(lambda: broker.metrics.value("mqtt_broker_disconnects_total", reason="lost") == 1)
     if profile == "mqtt":
         assert await _next_topic(watcher) == "demo/will/rude"
     await _marker(watcher, watcher, "demo/will/marker")
@@ -302,9 +294,7 @@ async def test_p2p_waits_for_a_persistent_session(broker: BrokerHandle, minter: 
     pw = minter.password("RW", (DEMO,))
     away = await connect_raw(broker.port, "GID_demo@@@away", pw, clean=False)
     await away.disconnect()
-    await _until(
-        lambda: broker.metrics.value("mqtt_broker_disconnects_total", reason="client") == 1
-    )
+    await until(lambda: broker.metrics.value("mqtt_broker_disconnects_total", reason="client") == 1)
     sender = await connect_raw(broker.port, "GID_demo@@@sender", pw)
     await sender.publish("demo/p2p/GID_demo@@@away", b"while away", qos=1)
     back, _, present = await RawClient.connected(

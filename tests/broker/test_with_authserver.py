@@ -5,9 +5,8 @@ the dev instance's parent topics (``dev``, ``test``, ...), as the bootstrap says
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from sim.shared.clock import ManualClock
 from sim.shared.protocol import TokenType, build_token_password
 
 from .authapi import apply_token, revoke_token
-from .conftest import USER, connect_raw
+from .conftest import USER, connect_raw, until
 from .rawmqtt import PUBLISH, RawClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -104,13 +103,6 @@ async def test_disabling_the_account_disconnects_with_minus_1(stack: Stack) -> N
     assert await client.closed()
 
 
-async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "not reached in time"
-        await asyncio.sleep(0.01)
-
-
 async def test_parent_topics_follow_the_authserver(stack: Stack) -> None:
     """SPEC §4a: the bootstrap carries the dev instance's parent topics, and a parent topic
     created or deleted through the admin API reaches the broker by the feed."""
@@ -123,11 +115,11 @@ async def test_parent_topics_follow_the_authserver(stack: Stack) -> None:
     url = f"{stack.auth.url}/admin/instances/mqtt-dev/topics/plant"
     async with stack.http.put(url) as resp:
         assert resp.status == 201
-    await _until(lambda: "plant" in authority.parent_topics("mqtt-dev"))
+    await until(lambda: "plant" in authority.parent_topics("mqtt-dev"))
     assert await client.subscribe(("plant/line-1", 0)) == [0]
     async with stack.http.delete(url) as resp:
         assert resp.status == 200
-    await _until(lambda: "plant" not in authority.parent_topics("mqtt-dev"))
+    await until(lambda: "plant" not in authority.parent_topics("mqtt-dev"))
     await client.subscribe(("plant/line-2", 0), wait=False)
     assert await client.closed()  # a parent topic the instance no longer has
     assert stack.broker.fidelity().totals == {Feature.PARENT_TOPIC: 1}
