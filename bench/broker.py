@@ -130,7 +130,9 @@ async def _rate(kind: str, port: int, duration: float, workers: int) -> float:
         while time.perf_counter() < deadline:
             n = next(counter)
             password = passwords[n % len(passwords)]
-            await _one_connect(port, connect_packet(f"GID_b@@@{n % FLEET}", username, password))
+            await _one_connect(
+                port, connect_packet(f"GID_bench@@@b{n % FLEET}", username, password)
+            )
             done += 1
 
     started = time.perf_counter()
@@ -146,14 +148,14 @@ async def _idle_memory(kind: str, port: int, pid: int, count: int) -> float:
     warm = []
     for i in range(50):  # warm the broker's allocator and caches first
         r, w = await asyncio.open_connection("127.0.0.1", port)
-        w.write(connect_packet(f"GID_w@@@{i}", username, passwords[-1 - i % len(passwords)]))
+        w.write(connect_packet(f"GID_bench@@@w{i}", username, passwords[-1 - i % len(passwords)]))
         await r.readexactly(4)
         warm.append(w)
     await asyncio.sleep(0.5)
     before = rss_kb(pid)
     for i in range(count):
         r, w = await asyncio.open_connection("127.0.0.1", port)
-        w.write(connect_packet(f"GID_i@@@{i}", username, passwords[i % len(passwords)]))
+        w.write(connect_packet(f"GID_bench@@@i{i}", username, passwords[i % len(passwords)]))
         await r.readexactly(4)
         held.append((r, w))
     await asyncio.sleep(1.0)

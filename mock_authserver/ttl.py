@@ -14,10 +14,10 @@ Rules (SPEC §3a):
   expired token, is a no-op success.
 
 Parent topics (SPEC §4a) are kept per instance beside the accounts: set by the admin API
-and the accounts file, read by :meth:`TTLEngine.parent_topics` (the seam through which a
-broker document will carry them: the feed event kind :data:`FEED_PARENT_TOPICS` is
-reserved for that and not emitted yet).  The AuthServer does not check resources against
-them: the provider's docs do not say its token service does.
+and the accounts file, read by :meth:`TTLEngine.parent_topics`; brokers get them in the
+bootstrap and follow each change as a ``parent_topics`` feed event (the instance's whole
+set).  The AuthServer does not check resources against them: the provider's docs do not
+say its token service does.
 
 The feed: every revocation and account change is an event with a growing ``seq``; the
 broker reads :meth:`TTLEngine.bootstrap` once, then follows :meth:`TTLEngine.feed` (the
@@ -39,6 +39,7 @@ from sim.shared.protocol import (
     FeedEvent,
     FeedPage,
     InvalidToken,
+    ParentTopicsEvent,
     Revocation,
     RevokeEvent,
     event_from_json,
@@ -81,9 +82,8 @@ MIN_TTL_MS = 60_000
 MAX_TTL_MS = 30 * 24 * 3600 * 1000
 #: How long expired tokens stay inspectable before a sweep forgets them (virtual ms).
 RETENTION_MS = 24 * 3600 * 1000
-#: Feed event kind reserved for an instance's parent topics (not emitted yet: the broker
-#: documents that will carry it are being typed; docs/authserver.md).
-FEED_PARENT_TOPICS = "parent_topics"
+#: Feed event kind of an instance's parent topics (its whole set after each change).
+FEED_PARENT_TOPICS = ParentTopicsEvent.KIND
 #: Meta key: the dev instance's parent topics were seeded once (a user may delete them).
 _DEV_TOPICS_SEEDED = "dev_parent_topics"
 
@@ -177,7 +177,9 @@ class TTLEngine:
             and self.owners(dev_instance.instance_id)
         ):
             for name in dev_instance.parent_topics:
-                self.add_parent_topic(dev_instance.instance_id, name)
+                self._put_parent_topic(dev_instance.instance_id, name)
+            if not fresh:  # an older data dir: its followers learn them from the feed
+                self._emit_parent_topics(dev_instance.instance_id)
             repo.set_meta(_DEV_TOPICS_SEEDED, str(now))
         for spec in instances:
             self.set_parent_topics(spec)
@@ -227,7 +229,7 @@ class TTLEngine:
 
     def parent_topics(self) -> dict[str, tuple[str, ...]]:
         """Every instance's parent topics, sorted: what a broker needs to refuse topics
-        outside them (the seam for the broker documents; docs/authserver.md)."""
+        outside them (in the bootstrap; changes are ``parent_topics`` feed events)."""
         return {i: tuple(sorted(names)) for i, names in sorted(self._parents.items()) if names}
 
     def parent_topics_of(self, instance_id: str) -> tuple[str, ...]:
@@ -237,6 +239,34 @@ class TTLEngine:
         """Create ``name`` under ``instance_id`` (valid names only: the caller checked
         them); False if it was there.  :class:`ValueError` when the instance is no
         account's or already has :data:`MAX_PARENT_TOPICS`."""
+        added = self._put_parent_topic(instance_id, name)
+        if added:
+            self._emit_parent_topics(instance_id)
+        return added
+
+    def delete_parent_topic(self, instance_id: str, name: str) -> bool:
+        deleted = self._drop_parent_topic(instance_id, name)
+        if deleted:
+            self._emit_parent_topics(instance_id)
+        return deleted
+
+    def set_parent_topics(self, spec: InstanceSpec) -> None:
+        """Make the instance's parent topics exactly ``spec.parent_topics`` (one feed
+        event if that changed anything)."""
+        instance_id = spec.instance_id
+        if not self.owners(instance_id):
+            raise ValueError(f"instance {instance_id[:64]!r} is not owned by any account")
+        changed = False
+        try:
+            for name in set(self.parent_topics_of(instance_id)) - set(spec.parent_topics):
+                changed |= self._drop_parent_topic(instance_id, name)
+            for name in spec.parent_topics:
+                changed |= self._put_parent_topic(instance_id, name)
+        finally:
+            if changed:
+                self._emit_parent_topics(instance_id)
+
+    def _put_parent_topic(self, instance_id: str, name: str) -> bool:
         if not self.owners(instance_id):
             raise ValueError(f"instance {instance_id[:64]!r} is not owned by any account")
         names = self._parents.setdefault(instance_id, set())
@@ -248,7 +278,7 @@ class TTLEngine:
         names.add(name)
         return True
 
-    def delete_parent_topic(self, instance_id: str, name: str) -> bool:
+    def _drop_parent_topic(self, instance_id: str, name: str) -> bool:
         names = self._parents.get(instance_id)
         if not names or name not in names:
             return False
@@ -256,14 +286,10 @@ class TTLEngine:
         names.discard(name)
         return True
 
-    def set_parent_topics(self, spec: InstanceSpec) -> None:
-        """Make the instance's parent topics exactly ``spec.parent_topics``."""
-        if not self.owners(spec.instance_id):
-            raise ValueError(f"instance {spec.instance_id[:64]!r} is not owned by any account")
-        for name in set(self.parent_topics_of(spec.instance_id)) - set(spec.parent_topics):
-            self.delete_parent_topic(spec.instance_id, name)
-        for name in spec.parent_topics:
-            self.add_parent_topic(spec.instance_id, name)
+    def _emit_parent_topics(self, instance_id: str) -> None:
+        """Brokers follow parent topics like accounts: the instance's set, as it is now."""
+        names = self.parent_topics_of(instance_id)
+        self._emit(ParentTopicsEvent(self._next_seq(), instance_id, names))
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -417,6 +443,7 @@ class TTLEngine:
                 Revocation(tid, exp) for tid, exp in sorted(self._revoked.items()) if exp > now
             ),
             seq=self._seq,
+            parent_topics=self.parent_topics(),
         )
 
     def feed(self, after: int, limit: int = 1000) -> FeedPage:

@@ -1,4 +1,5 @@
-"""The broker's token authority: keys, accounts and the revoked set (SPEC §3c).
+"""The broker's token authority: keys, accounts, the revoked set (SPEC §3c) and each
+instance's parent topics (SPEC §4a).
 
 Fed by the AuthServer's bootstrap and feed (the typed documents of
 :mod:`sim.shared.protocol.feed`, checked where they are read), or directly by tests.  No
@@ -8,7 +9,7 @@ disconnect the sessions concerned.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from sim.shared.protocol import (
@@ -18,6 +19,7 @@ from sim.shared.protocol import (
     FeedEvent,
     FeedPage,
     InvalidToken,
+    ParentTopicsEvent,
     RevokeEvent,
 )
 from sim.shared.protocol.tokens import TokenClaims, TokenCodec
@@ -58,6 +60,7 @@ class TokenAuthority:
         self._keys: dict[str, bytes] = {}
         self._accounts: dict[str, AccountInfo] = {}
         self._revoked: dict[str, int] = {}  # token_id -> expire_ms (pruned after expiry)
+        self._parents: dict[str, frozenset[str]] = {}  # instance -> parent topics (§4a)
         self.seq = 0
         self._listeners: list[Callable[[Changes], object]] = []
         # Verified tokens by their exact text: a reconnecting client presents the same
@@ -93,6 +96,10 @@ class TokenAuthority:
     def account(self, access_key_id: str) -> AccountInfo | None:
         return self._accounts.get(access_key_id)
 
+    def parent_topics(self, instance_id: str) -> frozenset[str]:
+        """The instance's parent topics (SPEC §4a); none known: empty."""
+        return self._parents.get(instance_id, frozenset())
+
     # -- listeners --------------------------------------------------------------------
 
     def on_change(self, listener: Callable[[Changes], object]) -> None:
@@ -125,6 +132,15 @@ class TokenAuthority:
         lost = frozenset({access_key_id}) if old is not None else frozenset()
         return self._notify(Changes(accounts_invalid=lost))
 
+    def set_parent_topics(self, instance_id: str, names: Iterable[str]) -> None:
+        """Replace the instance's parent topics.  Sessions are not touched: each later
+        PUBLISH and SUBSCRIBE is checked against the set then in force."""
+        names = frozenset(names)
+        if names:
+            self._parents[instance_id] = names
+        else:
+            self._parents.pop(instance_id, None)
+
     def revoke(self, token_id: str, expire_ms: int = 2**62) -> Changes:
         fresh = token_id not in self._revoked
         self._revoked[token_id] = expire_ms
@@ -156,6 +172,7 @@ class TokenAuthority:
         self._verified.clear()
         self.generation += 1
         self._accounts, self._revoked, self.seq = accounts, revoked, doc.seq
+        self._parents = {i: frozenset(n) for i, n in doc.parent_topics.items() if n}
         return self._notify(Changes(newly_revoked, lost))
 
     def apply_feed(self, page: FeedPage) -> Changes:
@@ -191,6 +208,8 @@ class TokenAuthority:
                 old = self._accounts.get(ak)
                 self._accounts[ak] = account
                 changes = Changes(accounts_invalid=_lost(old, account))
+        elif isinstance(event, ParentTopicsEvent):
+            self.set_parent_topics(event.instance_id, event.parent_topics)
         # Other kinds are skipped: a newer AuthServer may say more than we need.
         return self._notify(changes) if notify else changes
 

@@ -18,6 +18,7 @@ from sim.shared.clock import Clock, SystemClock
 from .authority import TokenAuthority
 from .config import BrokerConfig
 from .errors import BrokerConfigError
+from .fidelity import FidelityReport
 from .follower import FeedFollower
 from .hardened import HardenedBroker
 from .metrics import BrokerMetrics, serve_metrics
@@ -61,6 +62,11 @@ class BrokerHandle:
     @property
     def url(self) -> str:
         return f"mqtt://{self.config.host}:{self.port}"
+
+    def fidelity(self) -> FidelityReport:
+        """What the clients used that the provider's broker lacks, per client (SPEC §4a,
+        docs/fidelity.md); also ``GET /fidelity`` on the metrics port."""
+        return self.policy.fidelity.report()
 
     async def kick_all(self) -> int:
         """Drop every client at once (the scenarios' mass kick); return how many.

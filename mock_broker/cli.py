@@ -57,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="'off': no credential or ACL checks (baseline); default on",
     )
     parser.add_argument(
+        "--profile",
+        choices=["provider", "mqtt"],
+        default="provider",
+        help="provider (default): refuse what the provider's broker lacks (SPEC §4a); "
+        "mqtt: plain MQTT 3.1.1 (wills, retained, no topic limits)",
+    )
+    parser.add_argument(
         "--violation",
         choices=["notice", "gentle"],
         default="notice",
@@ -103,6 +110,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[BrokerConfig, ClockSpec]
         tls_key=args.tls_key,
         authserver_url=args.authserver,
         auth_enabled=args.auth,
+        profile=args.profile,
         violation=args.violation,
         expire_notice_lead=args.expire_notice_lead,
         metrics_port=args.metrics_port,
@@ -153,12 +161,17 @@ async def _serve(config: BrokerConfig, spec: ClockSpec) -> None:
             if broker.tls_port is not None:
                 extra.append(f"mqtts://{config.host}:{broker.tls_port}")
             if broker.metrics_port is not None:
-                extra.append(f"metrics http://{config.host}:{broker.metrics_port}/metrics")
+                base = f"http://{config.host}:{broker.metrics_port}"
+                extra.append(f"metrics {base}/metrics fidelity {base}/fidelity")
             auth = f"following {config.authserver_url}" if config.auth_enabled else "auth off"
             print(
-                f"Broker listening on {broker.url} {' '.join(extra)} ({auth})".strip(), flush=True
+                f"Broker listening on {broker.url} {' '.join(extra)}"
+                f" ({auth}, {config.profile} profile)",
+                flush=True,
             )
             await stop.wait()
+            for line in broker.fidelity().lines():
+                print(line, flush=True)
     finally:
         if follower is not None:
             follower.cancel()

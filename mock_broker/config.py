@@ -10,9 +10,12 @@ from typing import Literal
 
 from .errors import BrokerConfigError
 
-__all__ = ["BrokerConfig", "Violation", "parse_bool"]
+__all__ = ["PROFILES", "BrokerConfig", "Profile", "Violation", "parse_bool"]
 
 Violation = Literal["notice", "gentle"]
+#: ``provider``: SPEC §4a on (the provider's broker); ``mqtt``: plain MQTT 3.1.1.
+Profile = Literal["provider", "mqtt"]
+PROFILES: tuple[Profile, ...] = ("provider", "mqtt")
 
 
 def parse_bool(text: str) -> bool:
@@ -43,6 +46,12 @@ class BrokerConfig:
     """Base URL of the AuthServer whose bootstrap and revocation feed the broker follows."""
     auth_enabled: bool = True
     """``False``: no credential or ACL checks at all (the benchmark baseline)."""
+    profile: Profile = "provider"
+    """``provider``: what the provider's broker does not do is refused or changed as it
+    does (SPEC §4a: no wills, no retained messages, parent topics, topic, subscription
+    and message limits, QoS 2 on a persistent session granted as 1); ``mqtt``: plain
+    MQTT 3.1.1 for conformance work.  Tokens, ACLs, notices and P2P apply in both, and
+    the fidelity report counts the same uses in both (docs/fidelity.md)."""
     violation: Violation = "notice"
     """``notice``: invalid notice 4/5 then disconnect, as the provider does;
     ``gentle``: SUBACK 0x80 for a refused filter, a refused publish is dropped."""
@@ -65,6 +74,8 @@ class BrokerConfig:
             value = getattr(self, name)
             if value is not None and not (0 <= value <= 65535):
                 raise BrokerConfigError(f"{name} must be 0..65535, got {value!r}")
+        if self.profile not in PROFILES:
+            raise BrokerConfigError(f"profile must be provider or mqtt, got {self.profile!r}")
         if self.violation not in ("notice", "gentle"):
             raise BrokerConfigError(f"violation must be notice or gentle, got {self.violation!r}")
         if not self.expire_notice_lead >= 0:

@@ -3,7 +3,9 @@
 amqtt reads a CONNECT field by field, a stream read per field; a token password makes
 that the slow part of a connect.  The broker reads the whole packet (bounded) and
 parses it here.  Anything malformed raises :class:`MalformedConnect`: the broker then
-closes the connection without a CONNACK (MQTT-4.8.0-1).
+closes the connection without a CONNACK (MQTT-4.8.0-1); a CONNECT of a protocol level
+it does not speak raises :class:`UnsupportedLevel` as soon as the level is read (the rest
+is another protocol's, MQTT 5's properties for one), and is answered CONNACK 0x01.
 """
 
 from __future__ import annotations
@@ -11,13 +13,34 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["MAX_CONNECT_BYTES", "ConnackCode", "ConnectInfo", "MalformedConnect", "parse_connect"]
+__all__ = [
+    "MAX_CONNECT_BYTES",
+    "SUPPORTED_LEVELS",
+    "ConnackCode",
+    "ConnectInfo",
+    "MalformedConnect",
+    "UnsupportedLevel",
+    "parse_connect",
+]
 
 MAX_CONNECT_BYTES = 256 * 1024  # a will message can be large; anything more is abuse
 
 
+#: Protocol name and level of what the broker speaks: MQTT 3.1.1 and MQTT 3.1 (SPEC §4a).
+SUPPORTED_LEVELS = frozenset({("MQTT", 4), ("MQIsdp", 3)})
+
+
 class MalformedConnect(ValueError):
     pass
+
+
+class UnsupportedLevel(MalformedConnect):
+    """An MQTT CONNECT of a protocol level the broker does not speak (MQTT 5 is level 5):
+    answered CONNACK 0x01, then closed (MQTT-3.1.2-2)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(f"protocol level {level} is not spoken here")
+        self.level = level
 
 
 class ConnackCode(enum.IntEnum):
@@ -83,6 +106,8 @@ def parse_connect(body: bytes, source: str = "") -> ConnectInfo:
     if pos + 4 > len(view):
         raise MalformedConnect("CONNECT variable header is short")
     level, flags = view[pos], view[pos + 1]
+    if protocol in ("MQTT", "MQIsdp") and (protocol, level) not in SUPPORTED_LEVELS:
+        raise UnsupportedLevel(level)
     keep_alive = (view[pos + 2] << 8) | view[pos + 3]
     pos += 4
     if flags & 0x01:

@@ -28,7 +28,9 @@ from sim.shared.protocol import (
     UploadToken,
     actions_of,
     covered_by_any,
+    matches,
     matches_any,
+    p2p_target,
     parse_token_password,
     parse_username,
     signature_password,
@@ -227,7 +229,12 @@ def decide_connect(
 
 
 def decide_publish(access: SessionAccess, topic: str) -> InvalidCode | None:
-    """A PUBLISH needs a W/RW token one of whose resources matches the topic."""
+    """A PUBLISH needs a W/RW token one of whose resources matches the topic.
+
+    A P2P topic ``<parent>/p2p/<clientId>`` (SPEC §4a) needs a W/RW token with a resource
+    reaching any topic under that parent topic: the provider's own token demo sends P2P
+    with a token for ``demo/testMq4Iot`` to ``demo/p2p/GID_demo@@@device001`` (the docs
+    say no more; docs/fidelity.md lists this as a guess)."""
     if access.full_access:
         return None
     writers = [access.tokens[t] for t in WRITE_TYPES if t in access.tokens]
@@ -235,7 +242,15 @@ def decide_publish(access: SessionAccess, topic: str) -> InvalidCode | None:
         return InvalidCode.PERMISSION_MISMATCH
     if any(matches_any(c.resources, topic) for c in writers):
         return None
+    p2p = p2p_target(topic)
+    if p2p is not None and any(_under(r, p2p[0]) for c in writers for r in c.resources):
+        return None
     return InvalidCode.RESOURCE_MISMATCH
+
+
+def _under(resource: str, parent_topic: str) -> bool:
+    """Does ``resource`` match some topic whose first level is ``parent_topic``?"""
+    return matches(resource.split("/", 1)[0], parent_topic)
 
 
 def decide_subscribe(access: SessionAccess, topic_filter: str) -> InvalidCode | None:

@@ -1,10 +1,19 @@
-"""Prometheus metrics of the broker, in a registry of its own, served over HTTP by flag."""
+"""Prometheus metrics of the broker, in a registry of its own, served over HTTP by flag
+(``/metrics``, ``/health``, and the fidelity report as JSON at ``/fidelity``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from sim.shared.net import is_loopback_peer
+
+from .fidelity import FidelityLedger
 
 __all__ = ["MAX_SOURCES", "BrokerMetrics", "serve_metrics"]
 
@@ -61,6 +70,13 @@ class BrokerMetrics:
             registry=r,
         )
         self._sources: set[str] = set()
+        self.fidelity = Counter(
+            "mqtt_broker_fidelity_uses_total",
+            "Uses of a feature the provider's broker lacks (SPEC §4a), by feature",
+            ["feature"],
+            registry=r,
+        )
+        self.ledger: FidelityLedger | None = None
 
     def refused_login(self, source: str) -> None:
         """Count one refused CONNECT from ``source`` (an address, ``""`` if unknown)."""
@@ -72,6 +88,12 @@ class BrokerMetrics:
                 self._sources.add(label)
         self.refused_logins.labels(label).inc()
 
+    def report_fidelity(self, ledger: FidelityLedger) -> None:
+        """Expose ``ledger``'s per-client counts (read at scrape time, as bounded as it)."""
+        if self.ledger is None:
+            self.registry.register(_ClientUses(self))
+        self.ledger = ledger
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -79,6 +101,32 @@ class BrokerMetrics:
         """One sample's value (tests and scenarios); 0 when never set."""
         found = self.registry.get_sample_value(name, labels or None)
         return 0.0 if found is None else float(found)
+
+
+class _ClientUses(Collector):
+    """``mqtt_broker_fidelity_client_uses_total{instance,client_id,feature}``."""
+
+    def __init__(self, metrics: BrokerMetrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = self._family()
+        ledger = self.metrics.ledger
+        for instance, client_id, counts in ledger.clients() if ledger is not None else ():
+            for feature, count in counts.items():
+                family.add_metric([instance, client_id, str(feature)], count)
+        yield family
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "mqtt_broker_fidelity_client_uses",
+            "Uses of a feature the provider lacks, per client (the most recent clients)",
+            labels=["instance", "client_id", "feature"],
+        )
 
 
 async def serve_metrics(metrics: BrokerMetrics, host: str, port: int) -> tuple[web.AppRunner, int]:
@@ -89,9 +137,19 @@ async def serve_metrics(metrics: BrokerMetrics, host: str, port: int) -> tuple[w
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def fidelity(request: web.Request) -> web.Response:
+        # Client ids of every tenant: an operator's view, loopback peers only.
+        if not is_loopback_peer(request.remote):
+            return web.json_response({"error": "loopback only"}, status=403)
+        ledger = metrics.ledger
+        if ledger is None:
+            return web.json_response({"error": "no fidelity report"}, status=404)
+        return web.json_response(ledger.report().to_json())
+
     app = web.Application()
     app.router.add_get("/metrics", handle)
     app.router.add_get("/health", health)
+    app.router.add_get("/fidelity", fidelity)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

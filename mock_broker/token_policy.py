@@ -7,6 +7,12 @@ each live session on the shared clock (the expire notice, then the expiry), and
 disconnects sessions whose tokens are revoked or whose account stops being valid.  The
 same object answers amqtt's plugin API through :class:`~mock_broker.plugin.TokenAuthPlugin`
 (:meth:`TokenPolicy.decide` and the ``*_refusal`` rules): one path decides.
+
+The provider profile (SPEC §4a) is the pure :mod:`mock_broker.profile`'s: this shell
+counts every use it reports in the fidelity report (:attr:`TokenPolicy.fidelity`, both
+profiles) and carries out its outcome (provider profile only).  P2P messages
+(``<parent>/p2p/<clientId>``) go to the one session :func:`session_key_for` names, of the
+sender's instance, through :meth:`HardenedBroker.deliver_to`.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from sim.shared.protocol import (
     InvalidNotice,
     TokenType,
     is_sys_topic,
+    p2p_target,
 )
 from sim.shared.protocol.tokens import TokenClaims
 
@@ -45,10 +52,20 @@ from .decision import (
     decide_upload,
     may_receive,
 )
-from .hardened import Admission, ClientSession, Connection, Verdict, session_key
+from .fidelity import Feature, FidelityLedger
+from .hardened import (
+    Admission,
+    ClientSession,
+    Connection,
+    Grant,
+    HardenedBroker,
+    Verdict,
+    session_key,
+)
 from .metrics import BrokerMetrics
+from .profile import Outcome, Ruling, rule_publish, rule_subscribe, rule_will
 
-__all__ = ["TokenPolicy", "access_of"]
+__all__ = ["TokenPolicy", "access_of", "session_key_for"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +82,13 @@ def access_of(session: ClientSession | None) -> SessionAccess | None:
     return access if isinstance(access, SessionAccess) else None
 
 
+def session_key_for(access: SessionAccess, client_id: str) -> str:
+    """The session key of ``client_id`` as seen from a session of ``access``: within its
+    namespace (its account's instance), the one place a client id becomes a session key
+    (CONNECT, P2P target)."""
+    return session_key(access.namespace, client_id)
+
+
 class TokenPolicy:
     def __init__(
         self,
@@ -76,10 +100,14 @@ class TokenPolicy:
     ) -> None:
         self.enabled = config.auth_enabled
         self.violation = config.violation
+        self.profile = config.profile
+        self.provider = config.profile == "provider"
         self.notice_lead = config.expire_notice_lead
         self.clock = clock
         self.authority = authority
         self.metrics = metrics or BrokerMetrics()
+        self.fidelity = FidelityLedger(config.profile)
+        self.metrics.report_fidelity(self.fidelity)
         self._accepted = self.metrics.connects.labels("accepted")
         # password (the whole token text) -> (username, client id, authority generation,
         # valid until ms, access).  Keyed by the password alone, so a hit costs no key
@@ -150,12 +178,14 @@ class TokenPolicy:
             self.metrics.refused_login(connect.source)
             return result.connack
         self._accepted.inc()
-        namespace = result.namespace  # the account's instance (docs/broker.md)
-        return Admission(session_key(namespace, connect.client_id), result, namespace)
+        # The account's instance is the session's namespace (docs/broker.md).
+        return Admission(session_key_for(result, connect.client_id), result, result.namespace)
 
     async def on_connected(self, conn: Connection, session_present: bool) -> None:
         self._live.add(conn)
         access = access_of(conn.session)
+        if access is not None and conn.session.will is not None:
+            self._count(access, rule_will(provider=self.provider))
         if access is None or access.mode != "Token":
             return
         now = self.clock.now()  # one reading for all the session's tokens
@@ -187,23 +217,60 @@ class TokenPolicy:
             return Verdict.DENY
         if topic == SYS_UPLOAD_TOKEN:
             return await self._upload(conn, access, data)
+        ruling = None
+        if not is_sys_topic(topic):
+            ruling = rule_publish(
+                topic, len(data), retain, parents=self._parents(access), provider=self.provider
+            )
+            self._count(access, ruling)
         code = self.publish_refusal(access, topic)
-        if code is None:
+        if code is not None:
+            if await self._violation(conn, access, "publish", code, WRITE_TYPES):
+                return Verdict.CLOSE
+            return Verdict.DENY
+        if ruling is None:
             return Verdict.ALLOW
-        if await self._violation(conn, access, "publish", code, WRITE_TYPES):
-            return Verdict.CLOSE
-        return Verdict.DENY
+        outcome = self._outcome(conn, ruling)
+        if outcome is not Outcome.ALLOW and outcome is not Outcome.UNRETAINED:
+            return Verdict.CLOSE if outcome is Outcome.CLOSE else Verdict.DENY
+        target = p2p_target(topic)
+        if target is not None:
+            self._send_p2p(conn, access, target[1], topic, data, qos)
+            return Verdict.DENY  # acknowledged; reaches its one target, no subscriber
+        return Verdict.UNRETAINED if outcome is Outcome.UNRETAINED else Verdict.ALLOW
 
-    async def authorize_subscribe(self, conn: Connection, topic_filter: str, qos: int) -> Verdict:
+    async def authorize_subscribe(
+        self, conn: Connection, topic_filter: str, qos: int
+    ) -> Verdict | Grant:
         access = access_of(conn.session)
         if access is None:
             return Verdict.DENY
+        ruling = None
+        if not is_sys_topic(topic_filter):
+            session = conn.session
+            ruling = rule_subscribe(
+                topic_filter,
+                qos,
+                clean_session=session.clean,
+                held=sum(1 for f in session.filters if not is_sys_topic(f)),
+                renewed=topic_filter in session.filters,
+                parents=self._parents(access),
+                provider=self.provider,
+            )
+            self._count(access, ruling)
         code = self.subscribe_refusal(access, topic_filter)
-        if code is None:
+        if code is not None:
+            if await self._violation(conn, access, "subscribe", code, READ_TYPES):
+                return Verdict.CLOSE
+            return Verdict.DENY
+        if ruling is None:
             return Verdict.ALLOW
-        if await self._violation(conn, access, "subscribe", code, READ_TYPES):
+        outcome = self._outcome(conn, ruling)
+        if outcome is Outcome.CLOSE:
             return Verdict.CLOSE
-        return Verdict.DENY
+        if outcome is Outcome.DROP:
+            return Verdict.DENY
+        return Grant(ruling.qos) if ruling.qos < qos else Verdict.ALLOW
 
     def may_deliver(self, session: ClientSession, topic: str) -> bool:
         access = access_of(session)
@@ -217,14 +284,71 @@ class TokenPolicy:
         return access is not None and self.subscribe_refusal(access, topic_filter) is None
 
     def may_publish_will(self, session: ClientSession) -> bool:
-        # A will goes out on the client's behalf: only where it could have published.
+        # SPEC §4a: the provider never publishes a will (counted at CONNECT).
+        # Otherwise a will goes out on the client's behalf: only where it could have
+        # published.
         access, will = access_of(session), session.will
-        if access is None or will is None:
+        if access is None or will is None or self.provider:
             return False
         code = self.publish_refusal(access, will.topic)
         if code is not None:
             self.metrics.violations.labels("will", str(int(code))).inc()
         return code is None
+
+    # -- the provider profile (SPEC §4a) ------------------------------------------------------
+
+    def _parents(self, access: SessionAccess) -> frozenset[str] | None:
+        """The parent topics a session's topics must start with; ``None`` for a session
+        of no instance (auth off)."""
+        if access.mode == "Open":
+            return None
+        return self.authority.parent_topics(access.instance_id)
+
+    def _count(self, access: SessionAccess, ruling: Ruling) -> None:
+        for feature in ruling.uses:
+            self._use(access, feature)
+
+    def _use(self, access: SessionAccess, feature: Feature) -> None:
+        self.fidelity.record(access.instance_id, access.client_id, feature)
+        self.metrics.fidelity.labels(str(feature)).inc()
+
+    def _outcome(self, conn: Connection, ruling: Ruling) -> Outcome:
+        """A ruling's outcome as carried out: a CLOSE closes the connection (no notice:
+        the token is not at fault), or, with ``violation=gentle``, is only a refusal."""
+        if ruling.outcome is not Outcome.CLOSE:
+            return ruling.outcome
+        if self.violation == "gentle":
+            return Outcome.DROP
+        conn.request_close("parent_topic")
+        return Outcome.CLOSE
+
+    def _send_p2p(
+        self,
+        conn: Connection,
+        access: SessionAccess,
+        client_id: str,
+        topic: str,
+        data: bytes,
+        qos: int,
+    ) -> None:
+        """SPEC §4a P2P: to the session of ``client_id`` in the sender's instance, without
+        a subscription and whatever its read tokens (the receiver "only needs to be
+        initialised", the P2P doc).  A client with no session there: lost and counted."""
+        broker, key = conn.owner, session_key_for(access, client_id)
+        target = broker.sessions.get(key) if isinstance(broker, HardenedBroker) else None
+        theirs = access_of(target)
+        if (
+            not isinstance(broker, HardenedBroker)
+            or target is None
+            or theirs is None
+            or theirs.namespace != access.namespace  # tenants never see each other
+        ):
+            self._use(access, Feature.P2P_UNKNOWN_CLIENT)
+            return
+        if self.provider and not target.clean:
+            qos = min(qos, 1)  # no QoS 2 on a persistent session (SPEC §4a)
+        if not broker.deliver_to(key, topic, data, qos):
+            self._use(access, Feature.P2P_UNKNOWN_CLIENT)
 
     async def _violation(
         self,

@@ -62,17 +62,19 @@ MARGIN_S = 400.0
 ADVANCES = (13.0, 97.0, 251.0, 251.0, 617.0)
 SECRET = "machine-secret"
 ACCOUNTS: dict[str, list[dict[str, Any]]] = {
-    "GID_m@@@a": [{"resources": ["m/a/#"], "actions": "R,W"}],
-    "GID_m@@@b": [{"resources": ["m/b/+"], "actions": "R,W"}],
+    "GID_mach@@@a": [{"resources": ["test/a/#"], "actions": "R,W"}],
+    "GID_mach@@@b": [{"resources": ["test/b/+"], "actions": "R,W"}],
 }
 #: What each account may ask for (all inside its grants).
 ASKS: dict[str, list[tuple[tuple[str, ...], str]]] = {
-    "GID_m@@@a": [(("m/a/#",), "R,W"), (("m/a/x",), "W")],
-    "GID_m@@@b": [(("m/b/+",), "R,W"), (("m/b/x",), "R")],
+    "GID_mach@@@a": [(("test/a/#",), "R,W"), (("test/a/x",), "W")],
+    "GID_mach@@@b": [(("test/b/+",), "R,W"), (("test/b/x",), "R")],
 }
-SLOTS = ("GID_m@@@c0", "GID_m@@@c1", "GID_m@@@c2")
-TOPICS = ("m/a/x", "m/a/y/z", "m/b/x", "m/b/y/z")
-FILTERS = ("m/a/#", "m/a/x", "m/b/+", "m/b/x", "#")
+SLOTS = ("GID_mach@@@c0", "GID_mach@@@c1", "GID_mach@@@c2")
+TOPICS = ("test/a/x", "test/a/y/z", "test/b/x", "test/b/y/z")
+#: ``test/#`` is covered by no token (as ``#`` was); every topic is under ``test``, a parent
+#: topic of the dev instance (the broker's provider profile refuses any other, SPEC §4a).
+FILTERS = ("test/a/#", "test/a/x", "test/b/+", "test/b/x", "test/#")
 #: Real seconds the broker may take to act on a revocation (SPEC §3c says 1 s; the
 #: margin is for a loaded CI machine).
 REVOKE_DEADLINE_S = 2.5
@@ -535,7 +537,7 @@ class StackMachine(RuleBasedStateMachine):
         end = time.monotonic() + deadline_s
         while True:
             try:
-                conn = await self.stack.connect("GID_m@@@probe", token)
+                conn = await self.stack.connect("GID_mach@@@probe", token)
             except NotAuthorized:
                 return True
             await conn.close()

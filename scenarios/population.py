@@ -7,7 +7,8 @@ a thin collection of :class:`sim.customer.client.client.TokenClient` with a list
 client's event log that stamps events with ``time.monotonic()``.
 
 Identities are ``GID_<group>@@@d<i>``, one AppServer account each (bulk import), each
-with its own topic ``<group>/d<i>/...``.
+with its own topic ``devices/<group>/d<i>/...`` (``devices``: a parent topic of the dev
+instance).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from .env import Environment
 __all__ = ["Population", "StampedEvent"]
 
 SECRET = "scenario-secret"
+#: The parent topic every client's topics are under (the dev instance has it).
+PARENT_TOPIC = "devices"
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,12 @@ class Population:
         return f"GID_{self.group}@@@d{i}"
 
     def topic(self, i: int, leaf: str = "data") -> str:
-        return f"{self.group}/d{i}/{leaf}"
+        # Under ``devices``, a parent topic of the dev instance (SPEC §4a): the broker's
+        # provider profile refuses topics outside the instance's parent topics.
+        return f"{PARENT_TOPIC}/{self.group}/d{i}/{leaf}"
 
     def resources(self, i: int) -> tuple[str, ...]:
-        return (f"{self.group}/d{i}/+",)
+        return (f"{PARENT_TOPIC}/{self.group}/d{i}/+",)
 
     def config(self, i: int) -> ClientConfig:
         return ClientConfig(

@@ -28,7 +28,7 @@ Every amqtt name the package uses is in :mod:`.amqtt_boundary`, checked at impor
 
 from .broker import HardenedBroker
 from .connection import Connection
-from .policy import Admission, BrokerPolicy, Verdict, session_key
+from .policy import Admission, BrokerPolicy, Grant, Verdict, session_key
 from .session import ClientSession, Will
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "BrokerPolicy",
     "ClientSession",
     "Connection",
+    "Grant",
     "HardenedBroker",
     "Verdict",
     "Will",

@@ -24,7 +24,7 @@ from .amqtt_boundary import SubackPacket, UnsubackPacket
 from .connection import Connection
 from .handshake import read_connect, refuse
 from .listeners import Listeners
-from .policy import Admission, BrokerPolicy, Verdict
+from .policy import Admission, BrokerPolicy, Grant, Verdict
 from .routing import Router
 from .session import ClientSession, SessionTable
 from .wire import Wire
@@ -34,6 +34,7 @@ __all__ = ["HardenedBroker"]
 log = logging.getLogger(__name__)
 
 _SUBACK_FAILURE = 0x80
+_ROUTED = (Verdict.ALLOW, Verdict.UNRETAINED)
 
 
 class HardenedBroker:
@@ -173,9 +174,18 @@ class HardenedBroker:
     ) -> Verdict:
         verdict = await self.policy.screen_publish(conn, topic, data, qos, retain)
         # F4: $SYS/ is the broker's namespace, never routed (the policy may act on it).
-        if verdict is Verdict.ALLOW and not is_sys_topic(topic):
+        if verdict in _ROUTED and not is_sys_topic(topic):
+            retain = retain and verdict is Verdict.ALLOW
             self.router.publish(conn.session.namespace, topic, data, qos, retain)
         return verdict
+
+    def deliver_to(self, session_key: str, topic: str, data: bytes, qos: int) -> bool:
+        """One message to one session, no subscription asked (the provider's P2P
+        messaging, SPEC §4a): sent now if it is connected, kept (QoS 1/2) while a
+        persistent session is away; ``False`` if there is no such session.  The caller
+        (the policy) has decided the sender may reach it."""
+        session = self.sessions.get(session_key)
+        return session is not None and self.router.send_to(session, topic, data, qos)
 
     async def handle_subscribe(
         self, conn: Connection, packet_id: int, topics: list[tuple[str, int]]
@@ -185,6 +195,8 @@ class HardenedBroker:
         codes: list[int] = []
         for topic_filter, qos in topics:
             verdict = await self.policy.authorize_subscribe(conn, topic_filter, qos)
+            if isinstance(verdict, Grant):
+                qos, verdict = min(qos, verdict.qos), Verdict.ALLOW
             if verdict is Verdict.CLOSE:
                 return False
             if verdict is Verdict.DENY:

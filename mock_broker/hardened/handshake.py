@@ -17,6 +17,7 @@ from ..connect import (
     ConnackCode,
     ConnectInfo,
     MalformedConnect,
+    UnsupportedLevel,
     parse_connect,
 )
 from ..packets import MalformedPacket
@@ -49,14 +50,15 @@ async def read_connect(wire: Wire, within: float) -> ConnectInfo | None:
     if it never spoke MQTT 3.1.1's CONNECT, after a CONNACK refusal where MQTT says one."""
     try:
         connect = await asyncio.wait_for(_read_connect_packet(wire), within)
+    except UnsupportedLevel:  # MQTT-3.1.2-2: CONNACK 0x01, never a silent close
+        await refuse(wire, ConnackCode.UNACCEPTABLE_PROTOCOL)
+        return None
     except _NOT_A_CONNECT:
         return None
     if connect.protocol not in ("MQTT", "MQIsdp"):
         return None  # MQTT-3.1.2-1
     code = ConnackCode.ACCEPTED
-    if connect.level != 4:
-        code = ConnackCode.UNACCEPTABLE_PROTOCOL  # MQTT-3.1.2-2
-    elif connect.password_flag and not connect.username_flag:
+    if connect.password_flag and not connect.username_flag:
         code = ConnackCode.BAD_CREDENTIALS  # MQTT-3.1.2-22
     elif not connect.clean_session and not connect.client_id:
         code = ConnackCode.IDENTIFIER_REJECTED  # MQTT-3.1.3-8

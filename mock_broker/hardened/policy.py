@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .session import ClientSession
 
-__all__ = ["Admission", "BrokerPolicy", "Verdict", "session_key"]
+__all__ = ["Admission", "BrokerPolicy", "Grant", "Verdict", "session_key"]
 
 
 def session_key(namespace: str, client_id: str) -> str:
@@ -34,10 +34,21 @@ class Verdict(enum.Enum):
 
     ALLOW = "allow"
     """PUBLISH: acknowledged and routed; SUBSCRIBE: granted."""
+    UNRETAINED = "unretained"
+    """PUBLISH: acknowledged and routed as if its retain flag were 0 (delivered to the
+    current subscribers, never stored: SPEC §4a, the provider keeps no retained message)."""
     DENY = "deny"
     """PUBLISH: acknowledged, routed nowhere; SUBSCRIBE: SUBACK 0x80."""
     CLOSE = "close"
     """The policy is closing the connection: no answer at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """SUBSCRIBE: granted, at most at this QoS (SPEC §4a: QoS 2 on a persistent session
+    is granted as QoS 1)."""
+
+    qos: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +88,11 @@ class BrokerPolicy(Protocol):
         """A client PUBLISH.  Whatever the verdict, ``$SYS/`` topics are never routed."""
         ...
 
-    async def authorize_subscribe(self, conn: Connection, topic_filter: str, qos: int) -> Verdict:
-        """One filter of a SUBSCRIBE (already a valid filter, QoS 0..2)."""
+    async def authorize_subscribe(
+        self, conn: Connection, topic_filter: str, qos: int
+    ) -> Verdict | Grant:
+        """One filter of a SUBSCRIBE (already a valid filter, QoS 0..2): a verdict, or a
+        :class:`Grant` at a lower QoS than asked."""
         ...
 
     def may_deliver(self, session: ClientSession, topic: str) -> bool:

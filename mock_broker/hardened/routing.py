@@ -141,14 +141,21 @@ class Router:
                     targets[key] = (target, sub_qos)
         may_deliver = self.policy.may_deliver
         for target, sub_qos in targets.values():
-            deliver_qos = min(qos, sub_qos)  # MQTT-3.8.4-6
-            if not may_deliver(target, topic):
-                continue
-            conn = target.connection
-            if conn is not None:
-                self.spawn(conn.publish(topic, data, deliver_qos, False))
-            elif not target.clean and deliver_qos > 0:
-                target.queue(topic, data, deliver_qos)
+            if may_deliver(target, topic):
+                self.send_to(target, topic, data, min(qos, sub_qos))  # MQTT-3.8.4-6
+
+    def send_to(self, target: ClientSession, topic: str, data: bytes, qos: int) -> bool:
+        """Send to a connected session, queue for a persistent one away (F6); ``False``
+        when neither (a clean session between connections)."""
+        conn = target.connection
+        if conn is not None:
+            self.spawn(conn.publish(topic, data, qos, False))
+            return True
+        if not target.clean:
+            if qos > 0:
+                target.queue(topic, data, qos)
+            return True
+        return False
 
     def has_retained(self, namespace: str) -> bool:
         return namespace in self.retained

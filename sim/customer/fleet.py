@@ -36,7 +36,8 @@ __all__ = ["Fleet", "FleetConfig", "Identity", "make_identities"]
 log = logging.getLogger(__name__)
 
 FleetMode = Literal["upload", "reconnect", "mixed"]
-_DEVICE_SAFE = re.compile(r"[^A-Za-z0-9_\-.]")
+#: Device ids and topic levels: letters, digits, '-', '_' (SPEC §4 client ids, §4a topics).
+_DEVICE_SAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ if _HAVE_ASYNCIO:
     async def mqtt_client_factory(
         mqtt_stack: SimStack, tmp_path: Path
     ) -> AsyncIterator[Callable[..., Awaitable[TokenClient]]]:
-        """``await make(client_id=None, resources=("t/#",), *, mode="upload",
+        """``await make(client_id=None, resources=("test/#",), *, mode="upload",
         connect=True, account=True, **config)`` → a started TokenClient."""
         from sim.customer.client import ClientConfig, RefreshPolicy, TokenClient
 
@@ -206,7 +206,7 @@ if _HAVE_ASYNCIO:
 
         async def make(
             client_id: str | None = None,
-            resources: tuple[str, ...] = ("t/#",),
+            resources: tuple[str, ...] = ("test/#",),
             *,
             secret: str = "secret",  # noqa: S107 - a test account
             mode: str = "upload",

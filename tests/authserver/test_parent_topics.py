@@ -199,3 +199,20 @@ async def test_config_instances_reach_the_running_server(tmp_path, http, clock):
         http.get(f"{auth.url}/admin/instances/i2/topics") as r,
     ):
         assert (await r.json())["parent_topics"] == ["plant"]
+
+
+def test_brokers_get_parent_topics_in_the_bootstrap_and_each_change_in_the_feed():
+    e = engine(accounts=[AccountSpec("ak2", "s2", ("i2",))])
+    assert e.bootstrap().parent_topics == {"mqtt-dev": DEV_SET}  # seeded: no event
+    start = e.seq
+    e.add_parent_topic("i2", "plant")
+    e.add_parent_topic("i2", "plant")  # no change, no event
+    e.set_parent_topics(InstanceSpec("i2", ("line", "yard")))  # one event for the set
+    e.delete_parent_topic("i2", "line")
+    events = e.feed(start).events
+    assert [(ev.kind, ev.instance_id, ev.parent_topics) for ev in events] == [
+        ("parent_topics", "i2", ("plant",)),
+        ("parent_topics", "i2", ("line", "yard")),
+        ("parent_topics", "i2", ("yard",)),
+    ]
+    assert e.bootstrap().parent_topics == {"i2": ("yard",), "mqtt-dev": DEV_SET}

@@ -108,7 +108,10 @@ def minter(key: bytes, clock: ManualClock) -> Minter:
 
 @pytest.fixture
 def broker_config() -> BrokerConfig:
-    return BrokerConfig(port=0)
+    """Plain MQTT 3.1.1 (``profile="mqtt"``): the SPEC §4 token rules and the MQTT
+    conformance tests hold in both profiles, and their topics (``a/b``) are no parent
+    topics.  The provider profile's tests (``test_provider_profile.py``) ask for it."""
+    return BrokerConfig(port=0, profile="mqtt")
 
 
 @pytest.fixture

@@ -76,9 +76,9 @@ def test_refused_logins_are_not_remembered(
     policy = TokenPolicy(BrokerConfig(port=0), clock=clock, authority=authority)
     for i in range(50):
         forged = f"RW|{i:04d}" + "Zm9y" * 4000
-        assert not isinstance(policy.decide(USER, forged, "GID_g@@@f"), SessionAccess)
+        assert not isinstance(policy.decide(USER, forged, "GID_group@@@f"), SessionAccess)
     good = build_token_password({TokenType.RW: minter.token()})
-    assert isinstance(policy.decide(USER, good, "GID_g@@@f"), SessionAccess)
+    assert isinstance(policy.decide(USER, good, "GID_group@@@f"), SessionAccess)
     assert len(policy._decided) == 1  # the accepted one only
 
 
@@ -94,7 +94,7 @@ def test_retry_waits_double_up_to_the_cap() -> None:
 
 
 def test_an_upload_nested_deeper_than_the_limit_is_malformed(minter: Minter) -> None:
-    access = SessionAccess("Token", "dev-ak", "mqtt-dev", "GID_g@@@d")
+    access = SessionAccess("Token", "dev-ak", "mqtt-dev", "GID_group@@@d")
     nested = b"[" * (MAX_UPLOAD_DEPTH + 1) + b"]" * (MAX_UPLOAD_DEPTH + 1)
     brackets_in_a_string = json.dumps({"token": "[" * 100, "type": "R"}).encode()
     for payload in (nested, b"[" * 50_000, b'{"a":' * 10 + b"1" + b"}" * 10):

@@ -85,15 +85,17 @@ async def test_revocation_across_processes(
     procs.append(broker)
     port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
     async with aiohttp.ClientSession() as http:
-        token = await apply_token(http, auth_url, int((time.time() + 3600) * 1000), "R,W", "a/#")
-        client = await connect_raw(port, "GID_p@@@one", build_token_password({TokenType.RW: token}))
-        assert await client.subscribe(("a/b", 0)) == [0]
+        token = await apply_token(http, auth_url, int((time.time() + 3600) * 1000), "R,W", "dev/#")
+        client = await connect_raw(
+            port, "GID_test@@@one", build_token_password({TokenType.RW: token})
+        )
+        assert await client.subscribe(("dev/b", 0)) == [0]  # a dev parent topic (bootstrap)
         await revoke_token(http, auth_url, token)
         notice = await client.expect(PUBLISH, within=20)
         assert json.loads(notice.payload) == {"code": 3, "type": "RW"}
         assert await client.closed()
     _, rc, _ = await RawClient.connected(
-        port, "GID_p@@@one", USER, build_token_password({TokenType.RW: token})
+        port, "GID_test@@@one", USER, build_token_password({TokenType.RW: token})
     )
     assert rc == 5
     assert await _stop(broker) == 0
@@ -116,7 +118,9 @@ async def test_manual_clock_follows_the_authservers(
     port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
     async with aiohttp.ClientSession() as http:
         token = await apply_token(http, auth_url, (1_800_000_000 + 600) * 1000, "R", "a/#")
-        client = await connect_raw(port, "GID_p@@@man", build_token_password({TokenType.R: token}))
+        client = await connect_raw(
+            port, "GID_test@@@man", build_token_password({TokenType.R: token})
+        )
         async with http.post(f"{auth_url}/admin/clock/advance", json={"seconds": 600}) as resp:
             assert resp.status == 200
         expire = await client.expect(PUBLISH, within=15)

@@ -38,9 +38,9 @@ pytestmark = pytest.mark.timeout(30)
 
 
 async def test_retained_messages(broker: BrokerHandle, minter: Minter) -> None:
-    pub = await connect_raw(broker.port, "GID_c@@@pub", minter.password())
+    pub = await connect_raw(broker.port, "GID_test@@@pub", minter.password())
     await pub.publish("r/t", b"kept", qos=1, retain=True)
-    sub = await connect_raw(broker.port, "GID_c@@@sub", minter.password())
+    sub = await connect_raw(broker.port, "GID_test@@@sub", minter.password())
     assert await sub.subscribe(("r/+", 1)) == [1]
     got = await sub.expect(PUBLISH)
     assert (got.topic, got.payload, got.retain, got.qos) == ("r/t", b"kept", True, 1)
@@ -49,21 +49,21 @@ async def test_retained_messages(broker: BrokerHandle, minter: Minter) -> None:
     got = await sub.expect(PUBLISH)
     assert (got.payload, got.retain) == (b"live", False)  # MQTT-3.3.1-9
     await pub.publish("r/t", b"", qos=1, retain=True)  # clears (MQTT-3.3.1-10)
-    late = await connect_raw(broker.port, "GID_c@@@late", minter.password())
+    late = await connect_raw(broker.port, "GID_test@@@late", minter.password())
     assert await late.subscribe(("r/+", 1), ("marker", 0)) == [1, 0]
     await pub.publish("marker", b"m")
     assert (await late.expect(PUBLISH)).topic == "marker"
 
 
 async def test_will_on_abnormal_close_only(broker: BrokerHandle, minter: Minter) -> None:
-    watcher = await connect_raw(broker.port, "GID_c@@@w", minter.password())
+    watcher = await connect_raw(broker.port, "GID_test@@@w", minter.password())
     assert await watcher.subscribe(("will/+", 1)) == [1]
     polite = await connect_raw(
-        broker.port, "GID_c@@@p", minter.password(), will=("will/p", b"p", 1, False)
+        broker.port, "GID_test@@@p", minter.password(), will=("will/p", b"p", 1, False)
     )
     await polite.disconnect()
     rude = await connect_raw(
-        broker.port, "GID_c@@@r", minter.password(), will=("will/r", b"r", 1, False)
+        broker.port, "GID_test@@@r", minter.password(), will=("will/r", b"r", 1, False)
     )
     rude.close()
     got = await watcher.expect(PUBLISH)
@@ -73,9 +73,9 @@ async def test_will_on_abnormal_close_only(broker: BrokerHandle, minter: Minter)
 async def test_overlapping_subscriptions_deliver_once_at_best_qos(
     broker: BrokerHandle, minter: Minter
 ) -> None:
-    sub = await connect_raw(broker.port, "GID_c@@@o", minter.password())
+    sub = await connect_raw(broker.port, "GID_test@@@o", minter.password())
     assert await sub.subscribe(("a/+", 0), ("a/#", 1), ("a/b", 0)) == [0, 1, 0]
-    pub = await connect_raw(broker.port, "GID_c@@@pub", minter.password())
+    pub = await connect_raw(broker.port, "GID_test@@@pub", minter.password())
     await pub.publish("a/b", b"one", qos=1)
     await pub.publish("a/b", b"two", qos=1)
     first, second = await sub.expect(PUBLISH), await sub.expect(PUBLISH)
@@ -83,9 +83,9 @@ async def test_overlapping_subscriptions_deliver_once_at_best_qos(
 
 
 async def test_qos2_both_ways(broker: BrokerHandle, minter: Minter) -> None:
-    sub = await connect_raw(broker.port, "GID_c@@@s2", minter.password())
+    sub = await connect_raw(broker.port, "GID_test@@@s2", minter.password())
     assert await sub.subscribe(("q/2", 2)) == [2]
-    pub = await connect_raw(broker.port, "GID_c@@@p2", minter.password())
+    pub = await connect_raw(broker.port, "GID_test@@@p2", minter.password())
     pid = await pub.publish("q/2", b"exactly once", qos=2)
     assert pid is not None
     rec = await pub.expect(PUBREC)
@@ -101,7 +101,9 @@ async def test_qos2_both_ways(broker: BrokerHandle, minter: Minter) -> None:
     assert (await sub.expect(PUBLISH)).payload == b"marker"  # the DUP was not delivered twice
 
 
-@pytest.mark.parametrize("broker_config", [BrokerConfig(port=0, auth_enabled=False)])
+@pytest.mark.parametrize(
+    "broker_config", [BrokerConfig(port=0, auth_enabled=False, profile="mqtt")]
+)
 async def test_auth_off_accepts_anyone_and_zero_length_ids(broker: BrokerHandle) -> None:
     anon, rc, _ = await RawClient.connected(broker.port, "")
     assert rc == 0
@@ -120,10 +122,10 @@ async def test_garbage_and_second_connect_close_the_connection(
     junk = await RawClient.open(broker.port)
     await junk.send(b"\x10\xff\xff\xff\xff\x7f garbage")
     assert await junk.closed()
-    client = await connect_raw(broker.port, "GID_c@@@twice", minter.password())
-    await client.send(connect_packet("GID_c@@@twice", USER, minter.password()))
+    client = await connect_raw(broker.port, "GID_test@@@twice", minter.password())
+    await client.send(connect_packet("GID_test@@@twice", USER, minter.password()))
     assert await client.closed()  # MQTT-3.1.0-2
-    fine = await connect_raw(broker.port, "GID_c@@@after", minter.password())
+    fine = await connect_raw(broker.port, "GID_test@@@after", minter.password())
     assert await fine.subscribe(("a", 0)) == [0]
 
 
@@ -161,7 +163,7 @@ class PahoClient:
 async def test_paho_client_gets_its_notices(
     broker: BrokerHandle, minter: Minter, clock: ManualClock
 ) -> None:
-    client = PahoClient("GID_c@@@paho", minter.password("RW", ("p/#",), ttl=1000))
+    client = PahoClient("GID_test@@@paho", minter.password("RW", ("p/#",), ttl=1000))
     try:
         assert await client.connect(broker.port) == 0
         client.client.subscribe("p/t", 1)
@@ -178,7 +180,7 @@ async def test_paho_client_gets_its_notices(
 
 
 async def test_paho_refused_with_not_authorized(broker: BrokerHandle) -> None:
-    client = PahoClient("GID_c@@@nope", "RW|not-a-token")
+    client = PahoClient("GID_test@@@nope", "RW|not-a-token")
     try:
         assert await client.connect(broker.port) == 135  # paho's "not authorized"
     finally:
@@ -188,10 +190,12 @@ async def test_paho_refused_with_not_authorized(broker: BrokerHandle) -> None:
 async def test_aiomqtt_over_websocket(
     minter: Minter, clock: ManualClock, authority: TokenAuthority
 ) -> None:
-    async with run_broker(BrokerConfig(port=0, ws_port=0), clock, authority=authority) as broker:
+    async with run_broker(
+        BrokerConfig(port=0, ws_port=0, profile="mqtt"), clock, authority=authority
+    ) as broker:
         assert broker.ws_port is not None
         async with aiomqtt.Client(
-            "127.0.0.1", broker.ws_port, identifier="GID_c@@@ws", username=USER,
+            "127.0.0.1", broker.ws_port, identifier="GID_test@@@ws", username=USER,
             password=minter.password(), transport="websockets",
         ) as client:  # fmt: skip
             await client.subscribe("w/s", qos=1)
@@ -236,12 +240,12 @@ async def test_aiomqtt_over_tls(
     minter: Minter, clock: ManualClock, authority: TokenAuthority, tls_files: tuple[Path, Path]
 ) -> None:
     cert, key = tls_files
-    config = BrokerConfig(port=0, tls_port=0, tls_cert=cert, tls_key=key)
+    config = BrokerConfig(port=0, tls_port=0, tls_cert=cert, tls_key=key, profile="mqtt")
     async with run_broker(config, clock, authority=authority) as broker:
         assert broker.tls_port is not None
         context = ssl.create_default_context(cafile=str(cert))
         async with aiomqtt.Client(
-            "127.0.0.1", broker.tls_port, identifier="GID_c@@@tls", username=USER,
+            "127.0.0.1", broker.tls_port, identifier="GID_test@@@tls", username=USER,
             password=minter.password(), tls_context=context,
         ) as client:  # fmt: skip
             await client.subscribe("t/s", qos=0)
@@ -251,7 +255,7 @@ async def test_aiomqtt_over_tls(
                 break
         with pytest.raises(aiomqtt.MqttError):
             async with aiomqtt.Client(
-                "127.0.0.1", broker.tls_port, identifier="GID_c@@@tls2", username=USER,
+                "127.0.0.1", broker.tls_port, identifier="GID_test@@@tls2", username=USER,
                 password="RW|forged", tls_context=context,
             ):  # fmt: skip
                 pass
@@ -262,14 +266,14 @@ async def metrics_broker(
     clock: ManualClock, authority: TokenAuthority
 ) -> AsyncIterator[BrokerHandle]:
     async with run_broker(
-        BrokerConfig(port=0, metrics_port=0), clock, authority=authority
+        BrokerConfig(port=0, metrics_port=0, profile="mqtt"), clock, authority=authority
     ) as broker:
         yield broker
 
 
 async def test_metrics_over_http(metrics_broker: BrokerHandle, minter: Minter) -> None:
-    client = await connect_raw(metrics_broker.port, "GID_c@@@m", minter.password())
-    await RawClient.connected(metrics_broker.port, "GID_c@@@m2", USER, "RW|forged")
+    client = await connect_raw(metrics_broker.port, "GID_test@@@m", minter.password())
+    await RawClient.connected(metrics_broker.port, "GID_test@@@m2", USER, "RW|forged")
     url = f"http://127.0.0.1:{metrics_broker.metrics_port}/metrics"
     async with aiohttp.ClientSession() as http, http.get(url) as resp:
         text = await resp.text()

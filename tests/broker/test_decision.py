@@ -36,7 +36,7 @@ from sim.shared.protocol.tokens import TokenCodec, new_key
 from .conftest import AK, INSTANCE, SK, USER, Minter
 
 NOW = 1_800_000_000_000
-CID = "GID_g@@@d"
+CID = "GID_test@@@d"
 
 
 @pytest.fixture

@@ -95,7 +95,7 @@ async def flood(port: int, first: int, count: int) -> list[int]:
             password = f"RW|{i:010d}{filler[10:]}"
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             try:
-                writer.write(connect_packet(f"GID_f@@@d{i % 50}", USER, password))
+                writer.write(connect_packet(f"GID_flood@@@d{i % 50}", USER, password))
                 await writer.drain()
                 ack = await asyncio.wait_for(reader.readexactly(4), 30)
                 codes.append(ack[3])

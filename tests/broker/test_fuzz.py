@@ -101,7 +101,7 @@ def _connect(
 
 
 def _still_serving(live: Live) -> None:
-    sock, rc = _connect(live.port, "GID_f@@@probe", USER, live.minter.password())
+    sock, rc = _connect(live.port, "GID_test@@@probe", USER, live.minter.password())
     assert rc == 0
     sock.close()
 
@@ -115,7 +115,7 @@ texts = st.one_of(st.text(max_size=120), st.binary(max_size=120))
 @given(
     username=st.one_of(st.none(), texts, st.just(USER)),
     password=st.one_of(st.none(), texts),
-    client_id=st.one_of(texts, st.just("GID_f@@@x")),
+    client_id=st.one_of(texts, st.just("GID_test@@@x")),
 )
 def test_random_credentials_never_authenticate(
     live: Live, username: object, password: object, client_id: object
@@ -142,7 +142,7 @@ def test_random_credentials_never_authenticate(
     )
 )
 def test_random_uploads_are_refused_with_a_notice(live: Live, payload: bytes) -> None:
-    sock, rc = _connect(live.port, "GID_f@@@up", USER, live.minter.password())
+    sock, rc = _connect(live.port, "GID_test@@@up", USER, live.minter.password())
     assert rc == 0
     topic = b"$SYS/uploadToken"
     sock.sendall(

@@ -63,7 +63,7 @@ def _listening_socket(broker: Any) -> Any:
 async def target(
     request: pytest.FixtureRequest, authority: Any, clock: Any, minter: Minter
 ) -> AsyncIterator[Target]:
-    policy = TokenPolicy(BrokerConfig(port=0), clock=clock, authority=authority)
+    policy = TokenPolicy(BrokerConfig(port=0, profile="mqtt"), clock=clock, authority=authority)
     listeners = {"default": {"type": "tcp", "bind": "127.0.0.1:0"}}
     broker: Any
     if request.param == "stock":
@@ -93,12 +93,12 @@ async def _receives(client: RawClient, topic: str, within: float) -> bytes | Non
 
 
 async def test_f1_wrong_password_cannot_touch_a_victims_session(target: Target) -> None:
-    victim = await target.client("GID_t@@@victim")
+    victim = await target.client("GID_test@@@victim")
     assert await victim.subscribe(("a/b", 1)) == [1]
-    attacker, rc, _ = await RawClient.connected(target.port, "GID_t@@@victim", USER, "RW|forged")
+    attacker, rc, _ = await RawClient.connected(target.port, "GID_test@@@victim", USER, "RW|forged")
     assert rc == 5
     attacker.close()
-    publisher = await target.client("GID_t@@@pub")
+    publisher = await target.client("GID_test@@@pub")
     await publisher.publish("a/b", b"still here", qos=1)
     assert await _receives(victim, "a/b", target.patience) == b"still here"
 
@@ -106,56 +106,56 @@ async def test_f1_wrong_password_cannot_touch_a_victims_session(target: Target) 
 async def test_f2_refused_login_leaves_no_session(target: Target) -> None:
     for attempt in range(3):
         client, rc, _ = await RawClient.connected(
-            target.port, f"GID_t@@@x{attempt}", USER, "RW|nope"
+            target.port, f"GID_test@@@x{attempt}", USER, "RW|nope"
         )
         assert rc == 5
         assert await client.closed(target.patience)
     _legit, rc, present = await RawClient.connected(
-        target.port, "GID_t@@@x0", USER, target.minter.password(), clean=False
+        target.port, "GID_test@@@x0", USER, target.minter.password(), clean=False
     )
     assert (rc, present) == (0, 0)  # no phantom session to resume
-    assert "GID_t@@@x1" not in target.broker.sessions
+    assert "GID_test@@@x1" not in target.broker.sessions
 
 
 async def test_f3_silent_client_is_dropped_after_one_and_a_half_keepalives(target: Target) -> None:
-    watcher = await target.client("GID_t@@@watch")
+    watcher = await target.client("GID_test@@@watch")
     await watcher.subscribe(("will/silent", 0))
     silent = await target.client(
-        "GID_t@@@silent", keep_alive=1, will=("will/silent", b"gone", 0, False)
+        "GID_test@@@silent", keep_alive=1, will=("will/silent", b"gone", 0, False)
     )
     assert await silent.closed(target.patience)  # due at 1.5 s; never on stock
     assert await _receives(watcher, "will/silent", target.patience) == b"gone"
 
 
 async def test_f4_dollar_publish_does_not_stop_the_client(target: Target) -> None:
-    client = await target.client("GID_t@@@dollar", resources=("#", "$foo/bar"))
+    client = await target.client("GID_test@@@dollar", resources=("#", "$foo/bar"))
     await client.publish("$foo/bar", b"x", qos=1)  # PUBACK: the broker has read it
     assert await client.subscribe(("a/b", 0), within=target.patience) == [0]  # still answers
 
 
 async def test_f5_same_client_id_with_clean_session_takes_over(target: Target) -> None:
-    first = await target.client("GID_t@@@twin")
-    second = await target.client("GID_t@@@twin")
+    first = await target.client("GID_test@@@twin")
+    second = await target.client("GID_test@@@twin")
     assert await first.closed(target.patience)
     assert await second.subscribe(("a/b", 0)) == [0]
 
 
 async def test_f6_persistent_session_resumes_with_queued_messages(target: Target) -> None:
-    sub = await target.client("GID_t@@@durable", clean=False)
+    sub = await target.client("GID_test@@@durable", clean=False)
     assert await sub.subscribe(("a/b", 1)) == [1]
     await sub.disconnect()
-    publisher = await target.client("GID_t@@@pub")
+    publisher = await target.client("GID_test@@@pub")
     await publisher.publish("a/b", b"while away", qos=1)
     password = target.minter.password()
     back, rc, present = await RawClient.connected(
-        target.port, "GID_t@@@durable", USER, password, clean=False
+        target.port, "GID_test@@@durable", USER, password, clean=False
     )
     assert (rc, present) == (0, 1)
     assert await _receives(back, "a/b", target.patience) == b"while away"
     # A token refresh by reconnecting, the old connection still up: the session must
     # go on with the new connection (stock amqtt marks it disconnected: messages lost).
     fresh, rc, present = await RawClient.connected(
-        target.port, "GID_t@@@durable", USER, target.minter.password(), clean=False
+        target.port, "GID_test@@@durable", USER, target.minter.password(), clean=False
     )
     assert (rc, present) == (0, 1)
     assert await back.closed(target.patience)
@@ -164,16 +164,16 @@ async def test_f6_persistent_session_resumes_with_queued_messages(target: Target
 
 
 async def test_f7_unacknowledged_qos1_is_redelivered_after_reconnect(target: Target) -> None:
-    sub = await target.client("GID_t@@@noack", clean=False)
+    sub = await target.client("GID_test@@@noack", clean=False)
     assert await sub.subscribe(("a/b", 1)) == [1]
-    publisher = await target.client("GID_t@@@pub")
+    publisher = await target.client("GID_test@@@pub")
     await publisher.publish("a/b", b"ack me", qos=1)
     first = await sub.expect(PUBLISH)
     assert first.payload == b"ack me"
     sub.close()  # gone without PUBACK
     password = target.minter.password()
     back, rc, _ = await RawClient.connected(
-        target.port, "GID_t@@@noack", USER, password, clean=False
+        target.port, "GID_test@@@noack", USER, password, clean=False
     )
     assert rc == 0
     again = await back.expect(PUBLISH, target.patience)
@@ -181,9 +181,9 @@ async def test_f7_unacknowledged_qos1_is_redelivered_after_reconnect(target: Tar
 
 
 async def test_f8_delivery_qos_is_the_minimum_and_resubscribe_replaces(target: Target) -> None:
-    sub = await target.client("GID_t@@@qos")
+    sub = await target.client("GID_test@@@qos")
     assert await sub.subscribe(("a/b", 1)) == [1]
-    publisher = await target.client("GID_t@@@pub")
+    publisher = await target.client("GID_test@@@pub")
     await publisher.publish("a/b", b"q0", qos=0)
     got = await sub.expect(PUBLISH, target.patience)
     assert got.qos == 0  # MQTT-3.8.4-6: min(0, 1)
@@ -195,10 +195,10 @@ async def test_f8_delivery_qos_is_the_minimum_and_resubscribe_replaces(target: T
 
 
 async def test_f9_connect_does_not_leak_retained_messages_of_other_filters(target: Target) -> None:
-    owner = await target.client("GID_t@@@owner")
+    owner = await target.client("GID_test@@@owner")
     await owner.subscribe(("secret/#", 0))
     await owner.publish("secret/t", b"for owner only", qos=1, retain=True)
-    outsider = await target.client("GID_t@@@outsider", resources=("a/#",))
+    outsider = await target.client("GID_test@@@outsider", resources=("a/#",))
     await outsider.subscribe(("a/b", 0), wait=False)
     before_suback: list[Any] = []
     while (packet := await outsider.read(target.patience)) is not None and packet.kind != SUBACK:

@@ -35,7 +35,7 @@ from .rawmqtt import PUBLISH, Packet, RawClient
 pytestmark = pytest.mark.timeout(30)
 
 OTHER_INSTANCE = "mqtt-two"  # a second instance of dev-ak
-VICTIM = "GID_v@@@victim"
+VICTIM = "GID_victim@@@victim"
 
 
 @pytest.fixture
@@ -100,9 +100,9 @@ async def _before(client: RawClient, is_marker: Callable[[Packet], bool]) -> lis
 async def test_an_outsider_with_hash_receives_nothing_live_or_retained(
     broker: BrokerHandle, minter: Minter, kind: str
 ) -> None:
-    publisher = await connect_raw(broker.port, "GID_v@@@pub", minter.password())
+    publisher = await connect_raw(broker.port, "GID_victim@@@pub", minter.password())
     await publisher.publish("a/retained", b"victim retained", qos=1, retain=True)
-    outsider, _ = await connect_outsider(broker, minter, kind, "GID_o@@@spy")
+    outsider, _ = await connect_outsider(broker, minter, kind, "GID_outsider@@@spy")
     assert await outsider.subscribe(("#", 1), ("a/#", 1), ("marker", 1)) == [1, 1, 1]
     await publisher.publish("a/live", b"victim live", qos=1)
     await publisher.publish("marker", b"victim marker", qos=1)  # same topic, other namespace
@@ -116,12 +116,12 @@ async def test_an_outsider_cannot_publish_into_the_instance(
 ) -> None:
     victim = await connect_raw(broker.port, VICTIM, minter.password())
     assert await victim.subscribe(("#", 1)) == [1]
-    outsider, _ = await connect_outsider(broker, minter, kind, "GID_o@@@writer")
+    outsider, _ = await connect_outsider(broker, minter, kind, "GID_outsider@@@writer")
     await outsider.publish("a/x", b"injected", qos=1)
     await outsider.publish("a/kept", b"injected retained", qos=1, retain=True)
     assert [(p.topic, p.payload) for p in await read_until_marker(victim)] == []
     # Nor did the retained one land in the victim's namespace.
-    late = await connect_raw(broker.port, "GID_v@@@late", minter.password())
+    late = await connect_raw(broker.port, "GID_victim@@@late", minter.password())
     assert await late.subscribe(("a/#", 1), ("marker", 1)) == [1, 1]
     assert [(p.topic, p.payload) for p in await read_until_marker(late)] == []
 
@@ -136,7 +136,7 @@ async def test_an_outsider_with_the_same_client_id_takes_nothing_over(
     assert present == 0  # not the victim's session
     assert await outsider.subscribe(("x", 0)) == [0]
     # The victim is still connected, its subscriptions intact.
-    publisher = await connect_raw(broker.port, "GID_v@@@pub", minter.password())
+    publisher = await connect_raw(broker.port, "GID_victim@@@pub", minter.password())
     await publisher.publish("a/still", b"mine", qos=1)
     got = await victim.expect(PUBLISH)
     assert (got.topic, got.payload) == ("a/still", b"mine")
@@ -146,12 +146,12 @@ async def test_an_outsider_with_the_same_client_id_takes_nothing_over(
 async def test_same_instance_still_shares_topics_and_retained_messages(
     broker: BrokerHandle, minter: Minter
 ) -> None:
-    publisher = await connect_raw(broker.port, "GID_v@@@pub", minter.password())
+    publisher = await connect_raw(broker.port, "GID_victim@@@pub", minter.password())
     await publisher.publish("a/retained", b"kept", qos=1, retain=True)
-    peer = await connect_raw(broker.port, "GID_v@@@peer", minter.password("R", ("a/#",)))
+    peer = await connect_raw(broker.port, "GID_victim@@@peer", minter.password("R", ("a/#",)))
     sig_user = build_username(AK, INSTANCE, mode="Signature")
     admin, rc, _ = await RawClient.connected(
-        broker.port, "GID_v@@@admin", sig_user, signature_password(SK, "GID_v@@@admin")
+        broker.port, "GID_victim@@@admin", sig_user, signature_password(SK, "GID_victim@@@admin")
     )
     assert rc == 0
     for client in (peer, admin):
@@ -168,14 +168,14 @@ async def test_aiomqtt_clients_of_two_accounts_never_meet(
     broker: BrokerHandle, minter: Minter
 ) -> None:
     """The same with a real client library on both sides."""
-    username, password = outsider_credentials(minter, "other_account_token", "GID_o@@@lib")
+    username, password = outsider_credentials(minter, "other_account_token", "GID_outsider@@@lib")
     async with (
         aiomqtt.Client(
-            "127.0.0.1", broker.port, identifier="GID_v@@@lib", username=USER,
+            "127.0.0.1", broker.port, identifier="GID_victim@@@lib", username=USER,
             password=minter.password(),
         ) as victim,
         aiomqtt.Client(
-            "127.0.0.1", broker.port, identifier="GID_o@@@lib", username=username,
+            "127.0.0.1", broker.port, identifier="GID_outsider@@@lib", username=username,
             password=password,
         ) as outsider,
     ):  # fmt: skip
@@ -196,7 +196,7 @@ async def _victim_session_with_messages(broker: BrokerHandle, minter: Minter) ->
     Returns the publisher (W on ``a/#``)."""
     victim = await connect_raw(broker.port, VICTIM, minter.password("R", ("a/#",)), clean=False)
     assert await victim.subscribe(("a/#", 1)) == [1]
-    publisher = await connect_raw(broker.port, "GID_v@@@pub", minter.password("W", ("a/#",)))
+    publisher = await connect_raw(broker.port, "GID_victim@@@pub", minter.password("W", ("a/#",)))
     await publisher.publish("a/secret/1", b"in flight", qos=1)
     assert (await victim.expect(PUBLISH)).payload == b"in flight"  # and never acknowledged
     await victim.disconnect()
@@ -239,7 +239,9 @@ async def test_resuming_with_a_narrower_token_keeps_only_what_it_may_read(
     assert await resumed.subscribe(("marker", 1)) == [1]
     # The dropped subscription 'a/#' (not covered by 'a/public/#') delivers no more.
     await publisher.publish("a/public/4", b"after resume", qos=1)
-    marker_writer = await connect_raw(broker.port, "GID_v@@@mark", minter.password("W", ("#",)))
+    marker_writer = await connect_raw(
+        broker.port, "GID_victim@@@mark", minter.password("W", ("#",))
+    )
     await marker_writer.publish("marker", b"marker", qos=1)
     seen = await _before(resumed, lambda p: p.payload == b"marker")
     assert [(p.topic, p.payload) for p in seen] == [("a/public/3", b"queued public")]

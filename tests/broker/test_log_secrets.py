@@ -43,11 +43,11 @@ async def test_no_credential_reaches_the_log_at_info(
         secrets.append(value)
         return value
 
-    config = BrokerConfig(port=0, ws_port=0)
+    config = BrokerConfig(port=0, ws_port=0, profile="mqtt")  # topics a/...: no parent topics
     async with run_broker(config, clock, authority=authority) as broker:
         # Token mode over TCP: connect, upload a token, upload a wrong one.
         password = build_token_password({TokenType.R: token(("R",), ("a/#",))})
-        client = await connect_raw(broker.port, "GID_l@@@tcp", password, clean=False)
+        client = await connect_raw(broker.port, "GID_logs@@@tcp", password, clean=False)
         assert await client.subscribe(("a/#", 1)) == [1]
         upload = json.dumps({"token": token(("R",), ("a/b",)), "type": "R"}).encode()
         await client.publish("$SYS/uploadToken", upload, qos=1)
@@ -58,7 +58,7 @@ async def test_no_credential_reaches_the_log_at_info(
         # Resumed with a narrower token: subscriptions dropped (logged at INFO).
         narrower = build_token_password({TokenType.R: token(("R",), ("a/b",))})
         back, rc, present = await RawClient.connected(
-            broker.port, "GID_l@@@tcp", USER, narrower, clean=False
+            broker.port, "GID_logs@@@tcp", USER, narrower, clean=False
         )
         assert (rc, present) == (0, 1)
         await back.send(b"\xf0\x00")  # garbage: closed
@@ -71,19 +71,19 @@ async def test_no_credential_reaches_the_log_at_info(
             build_token_password({TokenType.RW: token(ak="ak2", instance="inst2")}),
             "RW|" + token() + "|R",
         ):
-            _, rc, _ = await RawClient.connected(broker.port, "GID_l@@@bad", USER, pw)
+            _, rc, _ = await RawClient.connected(broker.port, "GID_logs@@@bad", USER, pw)
             assert rc in (4, 5)
         # Signature mode, right and wrong.
         sig_user = build_username(AK, INSTANCE, mode="Signature")
-        for client_id in ("GID_l@@@sig", "GID_l@@@sig2"):
+        for client_id in ("GID_logs@@@sig", "GID_logs@@@sig2"):
             signature = signature_password(SK, client_id)
             secrets.append(signature)
-            _, rc, _ = await RawClient.connected(broker.port, "GID_l@@@sig", sig_user, signature)
-            assert rc == (0 if client_id == "GID_l@@@sig" else 5)
+            _, rc, _ = await RawClient.connected(broker.port, "GID_logs@@@sig", sig_user, signature)
+            assert rc == (0 if client_id == "GID_logs@@@sig" else 5)
         # A real client library over WebSocket.
         assert broker.ws_port is not None
         async with aiomqtt.Client(
-            "127.0.0.1", broker.ws_port, identifier="GID_l@@@ws", username=USER,
+            "127.0.0.1", broker.ws_port, identifier="GID_logs@@@ws", username=USER,
             password=build_token_password({TokenType.RW: token()}), transport="websockets",
         ) as ws:  # fmt: skip
             await ws.publish("a/ws", b"x", qos=1)

@@ -71,7 +71,7 @@ MALFORMED: list[tuple[str, str, bytes]] = [
     ("MQTT-4.8.0-1", "SUBACK, a packet only a server sends", packet(SUBACK, 0, PID + b"\0")),
     ("§3.4.1", "PUBACK of three bytes", packet(PUBACK, 0, PID + b"\0")),
     ("§3.12", "PINGREQ with a body", packet(PINGREQ, 0, b"\0")),
-    ("MQTT-3.1.0-2", "a second CONNECT", connect_packet("GID_m@@@again", USER, "RW|x")),
+    ("MQTT-3.1.0-2", "a second CONNECT", connect_packet("GID_malformed@@@again", USER, "RW|x")),
     # PUBLISH.
     ("MQTT-3.3.1-4", "PUBLISH with QoS 3", pub(6, b"a/b", PID + b"x")),
     ("MQTT-3.3.1-2", "QoS 0 PUBLISH with DUP set", pub(8, b"a/b")),
@@ -108,7 +108,7 @@ MALFORMED: list[tuple[str, str, bytes]] = [
 async def test_malformed_packet_closes_the_connection(
     broker: BrokerHandle, minter: Minter, rule: str, data: bytes
 ) -> None:
-    client = await connect_raw(broker.port, "GID_m@@@bad", minter.password())
+    client = await connect_raw(broker.port, "GID_malformed@@@bad", minter.password())
     assert await client.subscribe(("a/b", 1)) == [1]  # a working connection first
     await client.send(data)
     answered = []
@@ -118,7 +118,7 @@ async def test_malformed_packet_closes_the_connection(
     reason = "second_connect" if rule == "MQTT-3.1.0-2" else "protocol"
     await until(lambda: broker.metrics.value("mqtt_broker_disconnects_total", reason=reason) == 1)
     # The broker goes on serving.
-    other = await connect_raw(broker.port, "GID_m@@@good", minter.password())
+    other = await connect_raw(broker.port, "GID_malformed@@@good", minter.password())
     assert await other.subscribe(("a/b", 0)) == [0]
 
 
@@ -127,10 +127,10 @@ async def test_a_malformed_disconnect_publishes_the_will(
 ) -> None:
     """A DISCONNECT with reserved flags is no DISCONNECT (MQTT-2.2.2-2): the connection
     ends abnormally, so the will goes out (MQTT-3.1.2-8)."""
-    watcher = await connect_raw(broker.port, "GID_m@@@watch", minter.password())
+    watcher = await connect_raw(broker.port, "GID_malformed@@@watch", minter.password())
     assert await watcher.subscribe(("will/#", 0)) == [0]
     client = await connect_raw(
-        broker.port, "GID_m@@@will", minter.password(), will=("will/m", b"gone", 0, False)
+        broker.port, "GID_malformed@@@will", minter.password(), will=("will/m", b"gone", 0, False)
     )
     await client.send(packet(DISCONNECT, 8, b""))
     assert await client.closed()
@@ -154,7 +154,9 @@ async def test_a_malformed_disconnect_publishes_the_will(
 async def test_malformed_upload_gets_the_invalid_notice_then_the_disconnect(
     broker: BrokerHandle, minter: Minter, payload: bytes
 ) -> None:
-    client = await connect_raw(broker.port, "GID_m@@@upload", minter.password("R", ("a/#",)))
+    client = await connect_raw(
+        broker.port, "GID_malformed@@@upload", minter.password("R", ("a/#",))
+    )
     await client.publish("$SYS/uploadToken", payload, qos=1, wait=False)
     packets = []
     while (got := await client.read()) is not None:

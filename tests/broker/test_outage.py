@@ -79,13 +79,13 @@ async def test_a_revocation_right_after_an_outage_reaches_the_broker_at_once(
         stack.push_async_callback(follower.stop)
         assert await follower.start(wait=10)
         broker = await stack.enter_async_context(
-            run_broker(BrokerConfig(port=0), clock, authority=authority)
+            run_broker(BrokerConfig(port=0, profile="mqtt"), clock, authority=authority)
         )
         http = await stack.enter_async_context(aiohttp.ClientSession())
         expire_ms = clock.now_ms() + 3_600_000
         token = await apply_token(http, auth.url, expire_ms)
         client = await connect_raw(
-            broker.port, "GID_o@@@dev", build_token_password({TokenType.RW: token})
+            broker.port, "GID_outage@@@dev", build_token_password({TokenType.RW: token})
         )
         assert await client.subscribe(("a/x", 1)) == [1]
 
@@ -125,7 +125,7 @@ async def test_a_restarted_broker_accepts_no_token_before_its_bootstrap(
         tokens = [await apply_token(http, url, expire_ms) for _ in range(20)]
         passwords = [build_token_password({TokenType.RW: t}) for t in tokens]
         async with run_broker(BrokerConfig(port=0, authserver_url=url), clock) as first:
-            client = await connect_raw(first.port, "GID_o@@@r0", passwords[0])
+            client = await connect_raw(first.port, "GID_outage@@@r0", passwords[0])
             await client.disconnect()
         for token in tokens:  # while no broker runs
             await revoke_token(http, url, token)
@@ -136,13 +136,13 @@ async def test_a_restarted_broker_accepts_no_token_before_its_bootstrap(
         )
         assert broker.follower is not None and not broker.follower.ready
         for i, password in enumerate(passwords):
-            _, rc, _ = await RawClient.connected(broker.port, f"GID_o@@@r{i}", USER, password)
+            _, rc, _ = await RawClient.connected(broker.port, f"GID_outage@@@r{i}", USER, password)
             assert rc == 3, f"token {i}: CONNACK {rc} before the bootstrap"
         await stack.enter_async_context(authserver(data_dir, clock, port))
         follower = broker.follower
         await until(lambda: follower.ready, within=30)
         for i, password in enumerate(passwords):
-            _, rc, _ = await RawClient.connected(broker.port, f"GID_o@@@r{i}", USER, password)
+            _, rc, _ = await RawClient.connected(broker.port, f"GID_outage@@@r{i}", USER, password)
             assert rc == 5, f"revoked token {i}: CONNACK {rc} after the bootstrap"
         metric = broker.metrics.value
         assert metric("mqtt_broker_connects_total", outcome="not_ready") == 20

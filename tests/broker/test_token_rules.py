@@ -49,7 +49,7 @@ async def test_connect_accepts_valid_tokens_in_any_order(
     broker: BrokerHandle, minter: Minter
 ) -> None:
     pw = _pw(minter, W=(("W",), ("a/#",)), R=(("R",), ("b/#",)))
-    client = await connect_raw(broker.port, "GID_g@@@one", pw)
+    client = await connect_raw(broker.port, "GID_test@@@one", pw)
     assert await client.subscribe(("b/x", 1)) == [1]
     await client.publish("a/x", b"ok", qos=1)
     assert broker.metrics.value("mqtt_broker_connects_total", outcome="accepted") == 1
@@ -80,7 +80,7 @@ async def test_connect_refusals(
     expected_rc: int,
     reason: str,
 ) -> None:
-    user, client_id = USER, "GID_g@@@dev"
+    user, client_id = USER, "GID_test@@@dev"
     rw = build_token_password({TokenType.RW: minter.token()})
     password = {
         "forged": "RW|" + minter.token()[:-4] + "AAA=",
@@ -104,7 +104,7 @@ async def test_connect_refusals(
     if case == "bad_client_id":
         client_id = "device-1"
     if case == "long_client_id":
-        client_id = "GID_g@@@" + "x" * 57
+        client_id = "GID_test@@@" + "x" * 54  # 65 characters
     if case == "disabled_account":
         broker.authority.set_account(AccountInfo(AK, SK, frozenset({INSTANCE}), enabled=False))
     client, rc, present = await RawClient.connected(broker.port, client_id, user, password)
@@ -116,12 +116,12 @@ async def test_connect_refusals(
 
 async def test_signature_mode(broker: BrokerHandle) -> None:
     user = build_username(AK, INSTANCE, mode="Signature")
-    good = signature_password(SK, "GID_g@@@sig")
-    client, rc, _ = await RawClient.connected(broker.port, "GID_g@@@sig", user, good)
+    good = signature_password(SK, "GID_test@@@sig")
+    client, rc, _ = await RawClient.connected(broker.port, "GID_test@@@sig", user, good)
     assert rc == 0
     assert await client.subscribe(("#", 1), ("any/thing", 0)) == [1, 0]  # full access
-    bad = signature_password(SK, "GID_g@@@other")
-    _, rc, _ = await RawClient.connected(broker.port, "GID_g@@@sig2", user, bad)
+    bad = signature_password(SK, "GID_test@@@other")
+    _, rc, _ = await RawClient.connected(broker.port, "GID_test@@@sig2", user, bad)
     assert rc == 5
     assert broker.metrics.value("mqtt_broker_connects_total", outcome="bad_signature") == 1
 
@@ -129,8 +129,8 @@ async def test_signature_mode(broker: BrokerHandle) -> None:
 async def test_second_connection_takes_over_whatever_clean_flag(
     broker: BrokerHandle, minter: Minter
 ) -> None:
-    first = await connect_raw(broker.port, "GID_g@@@same", minter.password(), clean=False)
-    second = await connect_raw(broker.port, "GID_g@@@same", minter.password(), clean=True)
+    first = await connect_raw(broker.port, "GID_test@@@same", minter.password(), clean=False)
+    second = await connect_raw(broker.port, "GID_test@@@same", minter.password(), clean=True)
     assert await first.closed()
     assert await second.subscribe(("a", 0)) == [0]
     assert broker.metrics.value("mqtt_broker_disconnects_total", reason="takeover") == 1
@@ -142,7 +142,7 @@ async def test_second_connection_takes_over_whatever_clean_flag(
 async def test_subscribe_needs_exact_coverage_else_notice_4(
     broker: BrokerHandle, minter: Minter
 ) -> None:
-    client = await connect_raw(broker.port, "GID_g@@@sub", minter.password("R", ("a/+",)))
+    client = await connect_raw(broker.port, "GID_test@@@sub", minter.password("R", ("a/+",)))
     assert await client.subscribe(("a/b", 1), ("a/+", 0)) == [1, 0]
     await client.subscribe(("a/#", 0), wait=False)
     assert await _notice(client) == {"code": 4, "type": "R"}
@@ -153,27 +153,29 @@ async def test_subscribe_needs_exact_coverage_else_notice_4(
 async def test_subscribe_with_write_only_token_is_notice_5(
     broker: BrokerHandle, minter: Minter
 ) -> None:
-    client = await connect_raw(broker.port, "GID_g@@@w", minter.password("W", ("a/#",)))
+    client = await connect_raw(broker.port, "GID_test@@@w", minter.password("W", ("a/#",)))
     await client.subscribe(("a/b", 0), wait=False)
     assert await _notice(client) == {"code": 5, "type": None}
     assert await client.closed()
 
 
 async def test_publish_rules(broker: BrokerHandle, minter: Minter) -> None:
-    reader = await connect_raw(broker.port, "GID_g@@@r", minter.password("R", ("a/#",)))
+    reader = await connect_raw(broker.port, "GID_test@@@r", minter.password("R", ("a/#",)))
     await reader.publish("a/b", b"x", qos=1, wait=False)
     assert await _notice(reader) == {"code": 5, "type": None}
     assert await reader.closed()
-    writer = await connect_raw(broker.port, "GID_g@@@w", minter.password("W", ("a/b",)))
+    writer = await connect_raw(broker.port, "GID_test@@@w", minter.password("W", ("a/b",)))
     await writer.publish("a/b", b"fine", qos=1)
     await writer.publish("a/c", b"no", qos=1, wait=False)
     assert await _notice(writer) == {"code": 4, "type": "W"}
     assert await writer.closed()
 
 
-@pytest.mark.parametrize("broker_config", [BrokerConfig(port=0, violation="gentle")])
+@pytest.mark.parametrize(
+    "broker_config", [BrokerConfig(port=0, violation="gentle", profile="mqtt")]
+)
 async def test_gentle_mode_answers_in_mqtt(broker: BrokerHandle, minter: Minter) -> None:
-    client = await connect_raw(broker.port, "GID_g@@@gentle", minter.password("RW", ("a/+",)))
+    client = await connect_raw(broker.port, "GID_test@@@gentle", minter.password("RW", ("a/+",)))
     assert await client.subscribe(("a/#", 1), ("a/b", 1)) == [0x80, 1]
     await client.publish("z/z", b"dropped", qos=1)  # PUBACK, not routed
     await client.publish("a/b", b"kept", qos=1)
@@ -185,8 +187,8 @@ async def test_dollar_topics_are_not_matched_by_wildcards(
     broker: BrokerHandle, minter: Minter
 ) -> None:
     pw = minter.password("RW", ("#", "$app/x"))
-    wild = await connect_raw(broker.port, "GID_g@@@wild", pw)
-    exact = await connect_raw(broker.port, "GID_g@@@exact", pw)
+    wild = await connect_raw(broker.port, "GID_test@@@wild", pw)
+    exact = await connect_raw(broker.port, "GID_test@@@exact", pw)
     assert await wild.subscribe(("#", 0)) == [0]
     assert await exact.subscribe(("$app/x", 0)) == [0]
     await exact.publish("$app/x", b"dollar", qos=1)
@@ -202,12 +204,14 @@ async def test_upload_swaps_token_and_acks_after(
     broker: BrokerHandle, minter: Minter, clock: ManualClock
 ) -> None:
     spy = await RawClient.connected(
-        broker.port, "GID_g@@@spy", build_username(AK, INSTANCE, "Signature"),
-        signature_password(SK, "GID_g@@@spy"),
+        broker.port, "GID_test@@@spy", build_username(AK, INSTANCE, "Signature"),
+        signature_password(SK, "GID_test@@@spy"),
     )  # fmt: skip
     assert spy[1] == 0
     assert await spy[0].subscribe(("$SYS/#", 0), ("#", 0)) == [0, 0]
-    client = await connect_raw(broker.port, "GID_g@@@up", minter.password("R", ("a/#",), ttl=600))
+    client = await connect_raw(
+        broker.port, "GID_test@@@up", minter.password("R", ("a/#",), ttl=600)
+    )
     fresh = minter.token(("R",), ("b/#",), ttl=7200)
     body = json.dumps({"token": fresh, "type": "R"}).encode()
     await client.publish("$SYS/uploadToken", body, qos=1)  # waits for PUBACK
@@ -230,7 +234,7 @@ async def test_upload_swaps_token_and_acks_after(
 async def test_bad_upload_gets_notice_and_disconnect(
     broker: BrokerHandle, minter: Minter, payload: bytes | None, code: int
 ) -> None:
-    client = await connect_raw(broker.port, "GID_g@@@bad", minter.password("R", ("a/#",)))
+    client = await connect_raw(broker.port, "GID_test@@@bad", minter.password("R", ("a/#",)))
     if payload is None:
         payload = json.dumps({"token": minter.token(), "type": "R"}).encode()
     await client.publish("$SYS/uploadToken", payload, qos=1, wait=False)
@@ -247,10 +251,10 @@ async def test_bad_upload_gets_notice_and_disconnect(
 async def test_expiry_notice_once_then_invalid_2_and_will(
     broker: BrokerHandle, minter: Minter, clock: ManualClock
 ) -> None:
-    watcher = await connect_raw(broker.port, "GID_g@@@watch", minter.password(ttl=100_000))
+    watcher = await connect_raw(broker.port, "GID_test@@@watch", minter.password(ttl=100_000))
     assert await watcher.subscribe(("will/#", 0)) == [0]
     client = await connect_raw(
-        broker.port, "GID_g@@@exp", minter.password("RW", ("a/#", "will/#"), ttl=1000),
+        broker.port, "GID_test@@@exp", minter.password("RW", ("a/#", "will/#"), ttl=1000),
         will=("will/exp", b"bye", 0, False),
     )  # fmt: skip
     assert await client.subscribe(("a/b", 0)) == [0]
@@ -268,11 +272,13 @@ async def test_expiry_notice_once_then_invalid_2_and_will(
     assert (will.topic, will.payload) == ("will/exp", b"bye")
 
 
-@pytest.mark.parametrize("broker_config", [BrokerConfig(port=0, expire_notice_lead=10)])
+@pytest.mark.parametrize(
+    "broker_config", [BrokerConfig(port=0, expire_notice_lead=10, profile="mqtt")]
+)
 async def test_expire_notice_lead_is_configurable(
     broker: BrokerHandle, minter: Minter, clock: ManualClock
 ) -> None:
-    client = await connect_raw(broker.port, "GID_g@@@lead", minter.password(ttl=100))
+    client = await connect_raw(broker.port, "GID_test@@@lead", minter.password(ttl=100))
     clock.advance(89)
     await client.subscribe(("a", 0))
     clock.advance(1)
@@ -283,27 +289,29 @@ async def test_expire_notice_lead_is_configurable(
 async def test_revocation_notice_3_and_disconnect(broker: BrokerHandle, minter: Minter) -> None:
     claims = minter.claims(("R",), ("a/#",))
     password = build_token_password({TokenType.R: minter.codec.encode(claims)})
-    client = await connect_raw(broker.port, "GID_g@@@rev", password)
-    bystander = await connect_raw(broker.port, "GID_g@@@by", minter.password())
+    client = await connect_raw(broker.port, "GID_test@@@rev", password)
+    bystander = await connect_raw(broker.port, "GID_test@@@by", minter.password())
     assert await bystander.subscribe(("$SYS/tokenInvalidNotice", 0), ("#", 0)) == [0, 0]
     broker.authority.revoke(claims.token_id, claims.expire_ms)
     assert await _notice(client) == {"code": 3, "type": "R"}
     assert await client.closed()
     await bystander.publish("marker", b"m", qos=1)
     assert (await bystander.expect(PUBLISH)).topic == "marker"  # saw no one's notice
-    _, rc, _ = await RawClient.connected(broker.port, "GID_g@@@rev", USER, password)
+    _, rc, _ = await RawClient.connected(broker.port, "GID_test@@@rev", USER, password)
     assert rc == 5
 
 
 async def test_disabled_account_gets_minus_1(broker: BrokerHandle, minter: Minter) -> None:
-    client = await connect_raw(broker.port, "GID_g@@@acct", minter.password())
+    client = await connect_raw(broker.port, "GID_test@@@acct", minter.password())
     broker.authority.set_account(AccountInfo(AK, SK, frozenset({INSTANCE}), enabled=False))
     assert await _notice(client) == {"code": -1, "type": None}
     assert await client.closed()
 
 
 async def test_kick_all_drops_everyone(broker: BrokerHandle, minter: Minter) -> None:
-    clients = [await connect_raw(broker.port, f"GID_g@@@k{i}", minter.password()) for i in range(3)]
+    clients = [
+        await connect_raw(broker.port, f"GID_test@@@k{i}", minter.password()) for i in range(3)
+    ]
     assert await broker.kick_all() == 3
     for client in clients:
         assert await client.closed()
@@ -313,7 +321,7 @@ async def test_kick_all_drops_everyone(broker: BrokerHandle, minter: Minter) -> 
 async def test_notice_already_due_at_connect_is_sent_at_once(
     broker: BrokerHandle, minter: Minter
 ) -> None:
-    client = await connect_raw(broker.port, "GID_g@@@q0", minter.password(ttl=200))
+    client = await connect_raw(broker.port, "GID_test@@@q0", minter.password(ttl=200))
     notice = await client.expect(PUBLISH)  # within the lead already
     assert notice.topic == "$SYS/tokenExpireNotice"
     assert notice.qos == 0  # notices are QoS 0: nothing to acknowledge
@@ -325,31 +333,37 @@ async def test_remembered_decisions_follow_expiry_and_revocation(
     claims = minter.claims(ttl=100)
     password = build_token_password({TokenType.RW: minter.codec.encode(claims)})
     for _ in range(2):  # the second CONNECT is answered from memory
-        client = await connect_raw(broker.port, "GID_g@@@memo", password)
+        client = await connect_raw(broker.port, "GID_test@@@memo", password)
         await client.disconnect()
     clock.advance(100)
-    _, rc, _ = await RawClient.connected(broker.port, "GID_g@@@memo", USER, password)
+    _, rc, _ = await RawClient.connected(broker.port, "GID_test@@@memo", USER, password)
     assert rc == 5
     fresh = minter.claims(ttl=1000)
     password = build_token_password({TokenType.RW: minter.codec.encode(fresh)})
-    client = await connect_raw(broker.port, "GID_g@@@memo", password)
+    client = await connect_raw(broker.port, "GID_test@@@memo", password)
     await client.disconnect()
     broker.authority.revoke(fresh.token_id, fresh.expire_ms)
-    _, rc, _ = await RawClient.connected(broker.port, "GID_g@@@memo", USER, password)
+    _, rc, _ = await RawClient.connected(broker.port, "GID_test@@@memo", USER, password)
     assert rc == 5
 
 
 async def test_a_will_is_only_published_where_the_client_could_publish(
     broker: BrokerHandle, minter: Minter
 ) -> None:
-    watcher = await connect_raw(broker.port, "GID_g@@@ww", minter.password())
+    watcher = await connect_raw(broker.port, "GID_test@@@ww", minter.password())
     assert await watcher.subscribe(("#", 0)) == [0]
     reader = await connect_raw(
-        broker.port, "GID_g@@@ro", minter.password("R", ("a/#",)), will=("a/will", b"x", 0, False)
+        broker.port,
+        "GID_test@@@ro",
+        minter.password("R", ("a/#",)),
+        will=("a/will", b"x", 0, False),
     )
     reader.close()
     writer = await connect_raw(
-        broker.port, "GID_g@@@wo", minter.password("W", ("a/#",)), will=("a/will", b"ok", 0, False)
+        broker.port,
+        "GID_test@@@wo",
+        minter.password("W", ("a/#",)),
+        will=("a/will", b"ok", 0, False),
     )
     writer.close()
     got = await watcher.expect(PUBLISH)
@@ -365,8 +379,10 @@ async def test_scaled_clock_runs_token_life_fast(authority: TokenAuthority, key:
     minter = Minter(TokenCodec({"k1": key}, "k1"), clock)  # type: ignore[arg-type]
     claims = minter.claims(ttl=600)
     password = build_token_password({TokenType.RW: minter.codec.encode(claims)})
-    async with run_broker(BrokerConfig(port=0), clock, authority=authority) as broker:
-        client = await connect_raw(broker.port, "GID_g@@@fast", password)
+    async with run_broker(
+        BrokerConfig(port=0, profile="mqtt"), clock, authority=authority
+    ) as broker:
+        client = await connect_raw(broker.port, "GID_test@@@fast", password)
         assert (await _notice(client, "$SYS/tokenExpireNotice"))["type"] == "RW"
         assert clock.now_ms() >= claims.expire_ms - 300_000
         assert (await _notice(client))["code"] == 2
@@ -379,7 +395,7 @@ async def test_expiry_is_exactly_at_the_tokens_expire_time(
 ) -> None:
     claims = minter.claims(ttl=1000)
     password = build_token_password({TokenType.RW: minter.codec.encode(claims)})
-    client = await connect_raw(broker.port, "GID_g@@@edge", password)
+    client = await connect_raw(broker.port, "GID_test@@@edge", password)
     assert await client.subscribe(("a/b", 0)) == [0]
     clock.set(claims.expire_ms / 1000 - 0.001)  # one millisecond before: still valid
     await client.publish("a/b", b"alive", qos=1)

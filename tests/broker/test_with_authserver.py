@@ -1,5 +1,7 @@
 """The broker following a real mock AuthServer: bootstrap, feed, revocation through the
-open long poll, account changes, offline verification while the AuthServer is gone."""
+open long poll, account changes, parent topics, offline verification while the
+AuthServer is gone.  The broker runs the default (provider) profile: the topics are of
+the dev instance's parent topics (``dev``, ``test``, ...), as the bootstrap says."""
 
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ from mock_authserver.config import AuthServerConfig
 from mock_authserver.runner import AuthServerHandle, run_authserver
 from mock_broker.broker import BrokerHandle, run_broker
 from mock_broker.config import BrokerConfig
+from mock_broker.fidelity import Feature
 from sim.shared.clock import ManualClock
 from sim.shared.protocol import TokenType, build_token_password
 
 from .authapi import apply_token, revoke_token
-from .conftest import USER, connect_raw
+from .conftest import USER, connect_raw, until
 from .rawmqtt import PUBLISH, RawClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,7 +38,7 @@ class Stack:
     exits: AsyncExitStack
 
     async def apply(
-        self, actions: str = "R,W", resources: str = "a/+,b/#", ttl: float = 3600
+        self, actions: str = "R,W", resources: str = "dev/+,test/#", ttl: float = 3600
     ) -> str:
         expire_ms = int((self.clock.now() + ttl) * 1000)
         return await apply_token(self.http, self.auth.url, expire_ms, actions, resources)
@@ -70,8 +73,8 @@ async def test_revocation_reaches_the_session_through_the_open_long_poll(stack: 
     # poll the AuthServer answered at once (SPEC §3c's 1 s is a scenario figure).
     token = await stack.apply()
     password = build_token_password({TokenType.RW: token})
-    client = await connect_raw(stack.broker.port, "GID_s@@@rev", password)
-    assert await client.subscribe(("a/x", 1)) == [1]
+    client = await connect_raw(stack.broker.port, "GID_test@@@rev", password)
+    assert await client.subscribe(("dev/x", 1)) == [1]
     follower = stack.broker.follower
     assert follower is not None
     polls = follower.polls
@@ -83,19 +86,43 @@ async def test_revocation_reaches_the_session_through_the_open_long_poll(stack: 
     )
     assert follower.polls == polls + 1
     assert await client.closed()
-    _, rc, _ = await RawClient.connected(stack.broker.port, "GID_s@@@rev", USER, password)
+    _, rc, _ = await RawClient.connected(stack.broker.port, "GID_test@@@rev", USER, password)
     assert rc == 5  # and it cannot come back with that token
 
 
 async def test_disabling_the_account_disconnects_with_minus_1(stack: Stack) -> None:
     client = await connect_raw(
-        stack.broker.port, "GID_s@@@acct", build_token_password({TokenType.RW: await stack.apply()})
+        stack.broker.port,
+        "GID_test@@@acct",
+        build_token_password({TokenType.RW: await stack.apply()}),
     )
     body = {"secret": "dev-sk", "instances": ["mqtt-dev"], "enabled": False}
     async with stack.http.put(f"{stack.auth.url}/admin/accounts/dev-ak", json=body) as resp:
         assert resp.status in (200, 201, 204)
     assert await _invalid_notice(client) == {"code": -1, "type": None}
     assert await client.closed()
+
+
+async def test_parent_topics_follow_the_authserver(stack: Stack) -> None:
+    """SPEC §4a: the bootstrap carries the dev instance's parent topics, and a parent topic
+    created or deleted through the admin API reaches the broker by the feed."""
+    authority = stack.broker.authority
+    assert {"dev", "demo", "test"} <= authority.parent_topics("mqtt-dev")
+    token = await stack.apply("R,W", "plant/#,dev/#")
+    password = build_token_password({TokenType.RW: token})
+    client = await connect_raw(stack.broker.port, "GID_test@@@plant", password)
+    assert await client.subscribe(("dev/x", 0)) == [0]
+    url = f"{stack.auth.url}/admin/instances/mqtt-dev/topics/plant"
+    async with stack.http.put(url) as resp:
+        assert resp.status == 201
+    await until(lambda: "plant" in authority.parent_topics("mqtt-dev"))
+    assert await client.subscribe(("plant/line-1", 0)) == [0]
+    async with stack.http.delete(url) as resp:
+        assert resp.status == 200
+    await until(lambda: "plant" not in authority.parent_topics("mqtt-dev"))
+    await client.subscribe(("plant/line-2", 0), wait=False)
+    assert await client.closed()  # a parent topic the instance no longer has
+    assert stack.broker.fidelity().totals == {Feature.PARENT_TOPIC: 1}
 
 
 async def test_tokens_verify_offline_while_the_authserver_is_gone(
@@ -111,9 +138,9 @@ async def test_tokens_verify_offline_while_the_authserver_is_gone(
         )
         http = await outer.enter_async_context(aiohttp.ClientSession())
         stack = Stack(auth, broker, http, clock, outer)
-        password = build_token_password({TokenType.R: await stack.apply("R", "a/#")})
+        password = build_token_password({TokenType.R: await stack.apply("R", "dev/#")})
         await auth_ctx.aclose()  # the AuthServer is down from here on
         for i in range(5):
-            client = await connect_raw(broker.port, f"GID_s@@@off{i}", password)
-            assert await client.subscribe(("a/b", 0)) == [0]
+            client = await connect_raw(broker.port, f"GID_test@@@off{i}", password)
+            assert await client.subscribe(("dev/b", 0)) == [0]
             await client.disconnect()

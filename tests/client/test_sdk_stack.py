@@ -34,30 +34,30 @@ async def _collect_all(client: TokenClient, expected: list[bytes]) -> set[bytes]
 
 
 async def test_first_start_asks_once_and_persists(mqtt_stack: SimStack, mqtt_client_factory):
-    c = await mqtt_client_factory("GID_t@@@first", resources=("t/#",))
+    c = await mqtt_client_factory("GID_test@@@first", resources=("test/#",))
     assert c.state == "connected"
     assert c.counters.token_requests == 1
     assert c.counters.tokens_from_store == 0
     assert c.counters.connects == 1
-    stored = TokenStore(c.config.store_dir).load("GID_t@@@first")
+    stored = TokenStore(c.config.store_dir).load("GID_test@@@first")
     assert stored is not None and stored == c.token
     assert stored.username.startswith("Token|dev-ak|mqtt-dev")
     assert stored.token not in repr(list(c.events.events)) + repr(c.config)
     assert "secret" not in repr(c.config)
     # it really works: a QoS 1 round trip through the token broker
-    assert await c.subscribe("t/x", 1) == 1
-    await c.publish("t/x", b"hello", qos=1)
+    assert await c.subscribe("test/x", 1) == 1
+    await c.publish("test/x", b"hello", qos=1)
     assert await _collect(c, 1) == [b"hello"]
 
 
 async def test_restart_reuses_the_stored_token_without_asking(
     mqtt_stack: SimStack, mqtt_client_factory
 ):
-    first = await mqtt_client_factory("GID_t@@@restart")
+    first = await mqtt_client_factory("GID_test@@@restart")
     token = first.token
     await first.close()
     asks_before = await mqtt_stack.metric("appserver", "appserver_token_requests")
-    again = await mqtt_client_factory("GID_t@@@restart", account=False)
+    again = await mqtt_client_factory("GID_test@@@restart", account=False)
     assert again.counters.token_requests == 0
     assert again.counters.tokens_from_store == 1
     assert again.token == token
@@ -67,10 +67,12 @@ async def test_restart_reuses_the_stored_token_without_asking(
 async def test_stored_token_for_other_permissions_is_not_reused(
     mqtt_stack: SimStack, mqtt_client_factory
 ):
-    first = await mqtt_client_factory("GID_t@@@perm", resources=("t/#",))
+    first = await mqtt_client_factory("GID_test@@@perm", resources=("test/#",))
     await first.close()
-    await mqtt_stack.create_account("GID_t@@@perm", "secret", ("t/#", "u/#"))
-    again = await mqtt_client_factory("GID_t@@@perm", resources=("t/#", "u/#"), account=False)
+    await mqtt_stack.create_account("GID_test@@@perm", "secret", ("test/#", "dev/#"))
+    again = await mqtt_client_factory(
+        "GID_test@@@perm", resources=("test/#", "dev/#"), account=False
+    )
     assert again.counters.tokens_from_store == 0
     assert again.counters.token_requests == 1
 
@@ -93,10 +95,10 @@ async def test_refresh_by_upload_holds_publishes_until_puback_and_loses_nothing(
     mqtt_stack: SimStack, mqtt_client_factory
 ):
     sent: list[tuple[str, str]] = []
-    sub = await mqtt_client_factory("GID_t@@@sub1", refresh=RefreshPolicy(margin=60))
-    await sub.subscribe("t/#", 1)
+    sub = await mqtt_client_factory("GID_test@@@sub1", refresh=RefreshPolicy(margin=60))
+    await sub.subscribe("test/#", 1)
     pub = await mqtt_client_factory(
-        "GID_t@@@pub1", refresh=RefreshPolicy(margin=260), transport=_recording(sent)
+        "GID_test@@@pub1", refresh=RefreshPolicy(margin=260), transport=_recording(sent)
     )
     old = pub.token
     assert old is not None
@@ -108,7 +110,7 @@ async def test_refresh_by_upload_holds_publishes_until_puback_and_loses_nothing(
         i = 0
         while not stop.is_set():
             payload = f"m{i}".encode()
-            await pub.publish("t/load", payload, qos=1)
+            await pub.publish("test/load", payload, qos=1)
             published.append(payload)
             i += 1
             await asyncio.sleep(0)
@@ -137,19 +139,19 @@ async def test_refresh_by_reconnect_loses_no_qos1_message(
     mqtt_stack: SimStack, mqtt_client_factory
 ):
     sub = await mqtt_client_factory(
-        "GID_t@@@sub2", mode="reconnect", clean_session=False, refresh=None
+        "GID_test@@@sub2", mode="reconnect", clean_session=False, refresh=None
     )
-    await sub.subscribe("t/#", 1)
-    pub = await mqtt_client_factory("GID_t@@@pub2", refresh=RefreshPolicy(margin=30))
+    await sub.subscribe("test/#", 1)
+    pub = await mqtt_client_factory("GID_test@@@pub2", refresh=RefreshPolicy(margin=30))
     old = sub.token
     assert old is not None
     published = [f"r{i}".encode() for i in range(40)]
     for p in published[:20]:
-        await pub.publish("t/x", p, qos=1)
+        await pub.publish("test/x", p, qos=1)
     await mqtt_stack.advance(old.expire_at - mqtt_stack.clock.now() - 299)
     # the subscriber is reconnecting while these go out
     for p in published[20:]:
-        await pub.publish("t/x", p, qos=1)
+        await pub.publish("test/x", p, qos=1)
     await mqtt_stack.eventually(lambda: sub.counters.refreshes_reconnect == 1, what="refresh")
     await asyncio.wait_for(sub.wait_connected(), 10)
     assert await _collect_all(sub, published) == set(published)
@@ -161,7 +163,7 @@ async def test_refresh_by_reconnect_loses_no_qos1_message(
 
 async def test_expire_notice_triggers_a_refresh(mqtt_stack: SimStack, mqtt_client_factory):
     # our margin (10 s) is shorter than the broker's notice lead (300 s): the notice wins
-    c = await mqtt_client_factory("GID_t@@@notice", refresh=RefreshPolicy(margin=10))
+    c = await mqtt_client_factory("GID_test@@@notice", refresh=RefreshPolicy(margin=10))
     old = c.token
     assert old is not None
     await mqtt_stack.advance(old.expire_at - mqtt_stack.clock.now() - 299)
@@ -180,8 +182,8 @@ async def test_expire_notice_triggers_a_refresh(mqtt_stack: SimStack, mqtt_clien
 async def test_revocation_notice_then_refused_by_appserver(
     mqtt_stack: SimStack, mqtt_client_factory
 ):
-    c = await mqtt_client_factory("GID_t@@@revoked")
-    await mqtt_stack.disable_account("GID_t@@@revoked")
+    c = await mqtt_client_factory("GID_test@@@revoked")
+    await mqtt_stack.disable_account("GID_test@@@revoked")
     await mqtt_stack.eventually(lambda: c.state == "refused", advance=1, what="refused")
     codes = [e.detail["code"] for e in c.events.of(EventKind.INVALID_NOTICE)]
     assert codes == [3]
@@ -193,7 +195,7 @@ async def test_revocation_notice_then_refused_by_appserver(
 
 
 async def test_resource_mismatch_notice_keeps_the_token(mqtt_stack: SimStack, mqtt_client_factory):
-    c = await mqtt_client_factory("GID_t@@@mismatch", resources=("t/#",))
+    c = await mqtt_client_factory("GID_test@@@mismatch", resources=("test/#",))
     token = c.token
     await c.publish("other/topic", b"x", qos=0)  # outside the token: notice 4, disconnect
     await mqtt_stack.eventually(lambda: c.counters.connects == 2, advance=1, what="back")
@@ -204,7 +206,7 @@ async def test_resource_mismatch_notice_keeps_the_token(mqtt_stack: SimStack, mq
 
 
 async def test_not_authorized_stored_token_is_replaced(mqtt_stack: SimStack, mqtt_client_factory):
-    first = await mqtt_client_factory("GID_t@@@forged")
+    first = await mqtt_client_factory("GID_test@@@forged")
     good = first.token
     assert good is not None
     await first.close()
@@ -219,7 +221,7 @@ async def test_not_authorized_stored_token_is_replaced(mqtt_stack: SimStack, mqt
         resources=good.resources,
     )
     TokenStore(first.config.store_dir).save(first.client_id, forged)
-    c = await mqtt_client_factory("GID_t@@@forged", account=False)
+    c = await mqtt_client_factory("GID_test@@@forged", account=False)
     assert c.counters.tokens_from_store == 1
     assert c.counters.not_authorized == 1
     assert c.counters.reapplies == 1
@@ -229,8 +231,8 @@ async def test_not_authorized_stored_token_is_replaced(mqtt_stack: SimStack, mqt
 
 
 async def test_bad_secret_stops_the_client(mqtt_stack: SimStack, mqtt_client_factory):
-    await mqtt_stack.create_account("GID_t@@@badpw", "right")
-    c = await mqtt_client_factory("GID_t@@@badpw", secret="wrong", account=False, connect=False)
+    await mqtt_stack.create_account("GID_test@@@badpw", "right")
+    c = await mqtt_client_factory("GID_test@@@badpw", secret="wrong", account=False, connect=False)
     await mqtt_stack.eventually(lambda: c.state == "refused", what="refused")
     assert c.counters.connect_attempts == 0
     assert c.events.of(EventKind.REFUSED)
@@ -240,7 +242,7 @@ async def test_appserver_503_backs_off_at_least_retry_after(
     mqtt_stack: SimStack, mqtt_client_factory
 ):
     await mqtt_stack.add_fault(operation="apply", kind="status", status=503)
-    c = await mqtt_client_factory("GID_t@@@outage", connect=False)
+    c = await mqtt_client_factory("GID_test@@@outage", connect=False)
     await mqtt_stack.eventually(lambda: c.counters.backoff_waits >= 1, what="backoff")
     backoff = c.events.of(EventKind.BACKOFF)[0]
     failed = c.events.of(EventKind.TOKEN_REQUEST_FAILED)[0]
@@ -254,7 +256,7 @@ async def test_appserver_503_backs_off_at_least_retry_after(
 async def test_mass_kick_reconnects_spread_out_and_without_asking(
     mqtt_stack: SimStack, mqtt_client_factory
 ):
-    clients = [await mqtt_client_factory(f"GID_t@@@kick{i}", seed=None) for i in range(12)]
+    clients = [await mqtt_client_factory(f"GID_test@@@kick{i}", seed=None) for i in range(12)]
     asks = await mqtt_stack.metric("appserver", "appserver_token_requests")
     await mqtt_stack.kick_all()
     await mqtt_stack.eventually(
@@ -273,9 +275,9 @@ async def test_mass_kick_reconnects_spread_out_and_without_asking(
 async def test_permission_mismatch_notice_keeps_the_token(
     mqtt_stack: SimStack, mqtt_client_factory
 ):
-    c = await mqtt_client_factory("GID_t@@@readonly", resources=("t/#",), actions="R")
+    c = await mqtt_client_factory("GID_test@@@readonly", resources=("test/#",), actions="R")
     token = c.token
-    await c.publish("t/x", b"x", qos=0)  # an R token publishing: notice 5, disconnect
+    await c.publish("test/x", b"x", qos=0)  # an R token publishing: notice 5, disconnect
     await mqtt_stack.eventually(lambda: c.counters.connects == 2, advance=1, what="back")
     codes = [e.detail["code"] for e in c.events.of(EventKind.INVALID_NOTICE)]
     assert codes == [5]
@@ -283,7 +285,7 @@ async def test_permission_mismatch_notice_keeps_the_token(
 
 
 async def test_expiry_during_an_outage_then_recovery(mqtt_stack: SimStack, mqtt_client_factory):
-    c = await mqtt_client_factory("GID_t@@@expire", refresh=RefreshPolicy(margin=100))
+    c = await mqtt_client_factory("GID_test@@@expire", refresh=RefreshPolicy(margin=100))
     old = c.token
     assert old is not None
     await mqtt_stack.add_fault(operation="apply", kind="status", status=503)
@@ -308,7 +310,7 @@ async def test_expiry_during_an_outage_then_recovery(mqtt_stack: SimStack, mqtt_
 async def test_a_flapping_session_backs_off_further_each_time(
     mqtt_stack: SimStack, mqtt_client_factory
 ):
-    c = await mqtt_client_factory("GID_t@@@flap", resources=("t/#",))
+    c = await mqtt_client_factory("GID_test@@@flap", resources=("test/#",))
     for n in range(3):  # kicked right after each CONNACK (notice 4)
         await c.publish("other/topic", b"x", qos=0)
         await mqtt_stack.eventually(lambda n=n: c.counters.connects == n + 2, advance=0.5)
@@ -323,8 +325,10 @@ async def test_a_flapping_session_backs_off_further_each_time(
 
 async def test_the_stable_session_time_is_the_configs(mqtt_stack: SimStack, mqtt_client_factory):
     # 3 s of session is flapping by the default 10 s, stable by a 2 s setting.
-    quick = await mqtt_client_factory("GID_t@@@stable2", resources=("t/#",), stable_session_s=2.0)
-    slow = await mqtt_client_factory("GID_t@@@stable10", resources=("t/#",))
+    quick = await mqtt_client_factory(
+        "GID_test@@@stable2", resources=("test/#",), stable_session_s=2.0
+    )
+    slow = await mqtt_client_factory("GID_test@@@stable10", resources=("test/#",))
     for round_ in range(2):
         await mqtt_stack.advance(3)  # each session holds 3 s, then is kicked (notice 4)
         for c in (quick, slow):
@@ -342,10 +346,10 @@ def test_a_negative_stable_session_time_is_refused() -> None:
 
     with pytest.raises(ValueError, match="stable_session_s"):
         ClientConfig(
-            client_id="GID_t@@@x",
+            client_id="GID_test@@@x",
             secret="s",
             appserver_url="http://127.0.0.1:1",
             broker_url="mqtt://127.0.0.1:1",
-            resources=("t/#",),
+            resources=("test/#",),
             stable_session_s=-1,
         )

@@ -21,11 +21,11 @@ async def _client(
 ) -> TokenClient:
     server = await aiohttp_server(scripted_appserver(answers))
     cfg = ClientConfig(
-        client_id="GID_t@@@shell",
+        client_id="GID_test@@@shell",
         secret="s",
         appserver_url=str(server.make_url("")),
         broker_url="mqtt://127.0.0.1:1",  # never dialled: the broker is the fake
-        resources=("t/#",),
+        resources=("test/#",),
         transport=broker,
         seed=0,
         **kw,

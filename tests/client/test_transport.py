@@ -28,7 +28,7 @@ async def test_closed_before_connack_is_a_network_error_at_once() -> None:
 
     server, address = await _server(slam)
     async with server:
-        conn = Connection("GID_a@@@b", on_message=lambda _m: None)
+        conn = Connection("GID_test@@@b", on_message=lambda _m: None)
         t = time.monotonic()
         with pytest.raises(NetworkError, match="before CONNACK"):
             await conn.open(address, username=None, password=None, connect_timeout=10)
@@ -42,7 +42,7 @@ async def test_silent_server_times_out() -> None:
 
     server, address = await _server(silent)
     async with server:
-        conn = Connection("GID_a@@@b", on_message=lambda _m: None)
+        conn = Connection("GID_test@@@b", on_message=lambda _m: None)
         with pytest.raises(NetworkError, match=r"no CONNACK within 0\.3"):
             await conn.open(address, username=None, password=None, connect_timeout=0.3)
 
@@ -51,7 +51,7 @@ async def test_refused_port_is_a_network_error() -> None:
     server, address = await _server(lambda r, w: None)
     server.close()
     await server.wait_closed()
-    conn = Connection("GID_a@@@b", on_message=lambda _m: None)
+    conn = Connection("GID_test@@@b", on_message=lambda _m: None)
     with pytest.raises(NetworkError, match="ConnectionRefused"):
         await conn.open(address, username=None, password=None)
 
@@ -59,7 +59,7 @@ async def test_refused_port_is_a_network_error() -> None:
 async def test_bad_token_is_not_authorized_not_a_network_error(mqtt_stack: SimStack) -> None:
     address = parse_broker_url(mqtt_stack.broker_url)
     for _ in range(5):  # the refusal must never turn into a network error (race on close)
-        conn = Connection("GID_a@@@b", on_message=lambda _m: None)
+        conn = Connection("GID_test@@@b", on_message=lambda _m: None)
         with pytest.raises(NotAuthorized) as info:
             await conn.open(address, username="Token|dev-ak|mqtt-dev", password="RW|bogus")
         assert info.value.return_code in (4, 5)
@@ -75,7 +75,7 @@ async def test_cancelling_open_from_outside_still_cancels() -> None:
 
     server, address = await _server(silent)
     async with server:
-        conn = Connection("GID_a@@@b", on_message=lambda _m: None)
+        conn = Connection("GID_test@@@b", on_message=lambda _m: None)
         task = asyncio.ensure_future(conn.open(address, username=None, password=None))
         await asyncio.wait_for(got_connect.wait(), 5)
         assert not task.done()
@@ -104,7 +104,7 @@ async def test_a_lost_connection_spawns_no_gmqtt_reconnect_task() -> None:
         return asyncio.Task(coro, loop=loop_, **kw)
 
     async with server:
-        conn = Connection("GID_a@@@b", on_message=lambda _m: None)
+        conn = Connection("GID_test@@@b", on_message=lambda _m: None)
         await conn.open(address, username=None, password=None)
         loop.set_task_factory(factory)
         try:

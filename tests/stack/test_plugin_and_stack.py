@@ -42,9 +42,9 @@ def test_plugin_fixtures_work_in_another_project(tmp_path: Path) -> None:
         tmp_path,
         """
         async def test_uses_fixtures(mqtt_stack, mqtt_client_factory, mqtt_fleet_factory):
-            c = await mqtt_client_factory(resources=("t/#",))
-            await c.subscribe("t/#")
-            await c.publish("t/a", b"x")
+            c = await mqtt_client_factory(resources=("test/#",))
+            await c.subscribe("test/#")
+            await c.publish("test/a", b"x")
             assert (await c.messages.get()).payload == b"x"
             fleet = await mqtt_fleet_factory(3)
             assert fleet.connected_count == 3

@@ -20,6 +20,7 @@ from sim.shared.protocol import (
     FeedEvent,
     FeedPage,
     OtherEvent,
+    ParentTopicsEvent,
     Revocation,
     RevokeEvent,
     WireFormatError,
@@ -50,7 +51,11 @@ def bootstraps(draw: st.DrawFn) -> Bootstrap:
             )
         ),
         draw(_ms),
+        draw(st.dictionaries(_names, st.lists(_names, max_size=3).map(tuple), max_size=3)),
     )
+
+
+_KINDS = ("revoke", "account", "parent_topics")
 
 
 @st.composite
@@ -59,13 +64,16 @@ def pages(draw: st.DrawFn) -> FeedPage:
     events: list[FeedEvent] = []
     for _ in range(draw(st.integers(0, 5))):
         seq += draw(st.integers(1, 3))
-        kind = draw(st.sampled_from(["revoke", "account", "other"]))
+        kind = draw(st.sampled_from(["revoke", "account", "parent_topics", "other"]))
         if kind == "revoke":
             events.append(RevokeEvent(seq, draw(_names), draw(_names), draw(_names), draw(_ms)))
         elif kind == "account":
             events.append(AccountEvent(seq, draw(_accounts), draw(st.booleans())))
+        elif kind == "parent_topics":
+            names = tuple(draw(st.lists(_names, max_size=3)))
+            events.append(ParentTopicsEvent(seq, draw(_names), names))
         else:
-            other = draw(_names.filter(lambda k: k not in ("revoke", "account")))
+            other = draw(_names.filter(lambda k: k not in _KINDS))
             events.append(OtherEvent(seq, other))
     return FeedPage(seq + draw(st.integers(0, 2)), tuple(events), draw(st.booleans()))
 
@@ -89,7 +97,9 @@ def test_feed_page_round_trips(page: FeedPage) -> None:
 
 # -- malformed documents ---------------------------------------------------------------------
 
-_OPTIONAL = {"reset", "deleted"}  # keys whose absence is valid
+_OPTIONAL = {"reset", "deleted", "parent_topics"}  # keys whose absence is valid
+#: Objects whose entries may each be dropped (what is left is still valid).
+_OPEN = {"keys", "parent_topics"}
 _WRONG: dict[type, list[Any]] = {
     str: [None, 7, [], {}],
     int: ["7", 7.5, None, True],
@@ -106,8 +116,10 @@ def _mutations(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, .
     children = node.items() if isinstance(node, dict) else enumerate(node)
     for key, value in children:
         here = (*path, key)
-        in_keys = path[-1:] == ("keys",)  # dropping one of several keys is still valid
-        if isinstance(node, dict) and key not in _OPTIONAL and not in_keys:
+        in_open = bool(path) and path[-1] in _OPEN  # dropping one entry is still valid
+        # an event's parent_topics is required; the bootstrap's is optional
+        optional = key in _OPTIONAL and (key != "parent_topics" or not path)
+        if isinstance(node, dict) and not optional and not in_open:
             found.append((here, ...))
         found.extend((here, wrong) for wrong in _WRONG[type(value)])
         if isinstance(value, dict | list):
@@ -194,6 +206,7 @@ def test_wire_format() -> None:
         (AccountRecord("dev-ak", "dev-sk", ("mqtt-dev",)),),
         (Revocation("t0", 5),),
         17,
+        {"mqtt-dev": ("demo", "dev")},
     )
     assert boot.to_json() == {
         "keys": {"k1": "AAE="},
@@ -204,22 +217,34 @@ def test_wire_format() -> None:
         ],
         "revoked": [{"token_id": "t0", "expire_ms": 5}],
         "seq": 17,
+        "parent_topics": {"mqtt-dev": ["demo", "dev"]},
     }  # fmt: skip
     assert "dev-sk" not in repr(boot) and "\\x00" not in repr(boot)  # no secrets in logs
     page = FeedPage(
-        19,
+        20,
         (
             RevokeEvent(18, "t1", "dev-ak", "mqtt-dev", 1_800_000_000_000),
             AccountEvent(19, AccountRecord("ak2", "", (), False), deleted=True),
+            ParentTopicsEvent(20, "mqtt-dev", ("demo",)),
         ),
     )
     assert page.to_json() == {
-        "seq": 19,
+        "seq": 20,
         "events": [
             {"seq": 18, "kind": "revoke", "token_id": "t1", "access_key_id": "dev-ak",
              "instance_id": "mqtt-dev", "expire_ms": 1_800_000_000_000},
             {"seq": 19, "kind": "account", "access_key_id": "ak2", "secret": "",
              "instances": [], "enabled": False, "deleted": True},
+            {"seq": 20, "kind": "parent_topics", "instance_id": "mqtt-dev",
+             "parent_topics": ["demo"]},
         ],
     }  # fmt: skip
     assert FeedPage(3, reset=True).to_json() == {"reset": True, "seq": 3, "events": []}
+
+
+def test_a_bootstrap_without_parent_topics_knows_none() -> None:
+    """An AuthServer that predates parent topics sends none: the field is optional."""
+    valid = {"keys": {"k1": "AAAA"}, "current_key": "k1", "accounts": [], "revoked": [], "seq": 1}
+    assert Bootstrap.from_json(valid).parent_topics == {}
+    with pytest.raises(FeedDocumentError, match=r"bootstrap.parent_topics\['i'\] must be a list"):
+        Bootstrap.from_json({**valid, "parent_topics": {"i": ["ok", ""]}})

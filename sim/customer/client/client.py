@@ -22,6 +22,9 @@ Refresh ahead of expiry (``margin`` before, minus this client's share of ``sprea
   once with the new token.
 ``$SYS/tokenExpireNotice`` forces a refresh now; ``$SYS/tokenInvalidNotice`` with a
 dead-token code discards the stored token so the next CONNECT uses a fresh one.
+P2P messages (SPEC §4a) go out by :meth:`TokenClient.send_p2p` and come in, with no
+subscription, to the message handler like any other message (topic
+``<parentTopic>/p2p/<this client id>``).
 All waiting on time goes through the :class:`~sim.shared.clock.Clock` passed in.
 """
 
@@ -47,6 +50,8 @@ from sim.shared.protocol import (
     InvalidNotice,
     UploadToken,
     is_sys_topic,
+    p2p_topic,
+    parent_topic_of,
     parse_actions,
     render_actions,
     validate_client_id,
@@ -258,6 +263,38 @@ class TokenClient:
                 continue
             self.counters.published += 1
             return
+
+    async def send_p2p(
+        self,
+        client_id: str,
+        payload: bytes | str,
+        *,
+        qos: int = 1,
+        parent_topic: str | None = None,
+    ) -> None:
+        """Send ``payload`` to the one client ``client_id`` of this instance (SPEC §4a,
+        the provider's P2P messaging): it arrives at that client's message handler without
+        any subscription.  Published to ``<parent_topic>/p2p/<client_id>``; the parent
+        topic defaults to :attr:`p2p_parent_topic` (the token must write under it).  QoS 1
+        returns once the broker acknowledged it; a client that is not there loses it."""
+        validate_client_id(client_id)
+        if "W" not in parse_actions(self.config.actions):
+            raise ValueError("P2P messages need a token that may write (actions W or R,W)")
+        parent = self.p2p_parent_topic if parent_topic is None else parent_topic
+        await self.publish(p2p_topic(parent, client_id), payload, qos=qos)
+
+    @property
+    def p2p_parent_topic(self) -> str:
+        """The parent topic P2P messages go under by default: the first level of this
+        client's first resource that names one (not a wildcard, not ``$``)."""
+        for resource in self.config.resources:
+            first = parent_topic_of(resource)
+            if first not in ("+", "#") and not first.startswith("$"):
+                return first
+        raise ValueError(
+            "no resource names a parent topic (they all start with a wildcard):"
+            " pass parent_topic= to send_p2p"
+        )
 
     async def subscribe(self, topic: str, qos: int = 1) -> int:
         """Subscribe now and on every later session; return the granted QoS (0x80 refused)."""

@@ -4,7 +4,11 @@ Token mode:     username ``Token|<AccessKeyId>|<InstanceId>``,
                 password ``TYPE|token`` pairs joined by ``|`` (``R|t1|W|t2``, ``RW|t3``).
 Signature mode: username ``Signature|<AccessKeyId>|<InstanceId>``,
                 password ``Base64(HMAC-SHA1(AccessKeySecret, clientId))``.
-Client ids:     ``GID_<group>@@@<device>``, at most 64 characters.
+Client ids:     ``<GroupID>@@@<DeviceID>``, at most 64 characters; the Group ID starts
+                with ``GID_`` or ``GID-`` and is 7 to 64 characters of letters, digits,
+                ``-`` and ``_`` (the provider's CreateGroupId API); the Device ID is
+                letters, digits, ``-`` and ``_`` (the provider's Limits page: client ids
+                have no ``/``, ``:``, ``,``, ``%`` or other characters).
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ __all__ = [
 
 MAX_CLIENT_ID = 64
 AuthMode = Literal["Token", "Signature"]
-_CLIENT_ID = re.compile(r"GID_[A-Za-z0-9_\-]+@@@[A-Za-z0-9_\-.:]+")
+#: Group ID ``GID_``/``GID-`` + 3..60 more (7..64 in all) @@@ Device ID (SPEC §4).
+_CLIENT_ID = re.compile(r"GID[_-][A-Za-z0-9_-]{3,60}@@@[A-Za-z0-9_-]+")
 _NAME = re.compile(r"[A-Za-z0-9_\-.]{1,128}")
 
 
@@ -155,5 +160,9 @@ def validate_client_id(client_id: str) -> str:
     if len(client_id) > MAX_CLIENT_ID:
         raise InvalidCredentials(f"client id is longer than {MAX_CLIENT_ID} characters")
     if not _CLIENT_ID.fullmatch(client_id):
-        raise InvalidCredentials("client id must be GID_<group>@@@<device>")
+        raise InvalidCredentials(
+            "client id must be <GroupID>@@@<DeviceID>: a Group ID of 7-64 letters, digits,"
+            " '-' and '_' starting with GID_ or GID-, a Device ID of letters, digits, '-'"
+            " and '_'"
+        )
     return client_id

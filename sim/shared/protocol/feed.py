@@ -2,8 +2,9 @@
 endpoints"; SPEC §3c).
 
 ``GET /admin/broker/bootstrap`` answers a :class:`Bootstrap` (keys, current key,
-accounts, revoked tokens, feed position); ``GET /admin/feed`` a :class:`FeedPage` of
-:data:`FeedEvent` s (``revoke``, ``account``) or a ``reset``.  The AuthServer builds these
+accounts, revoked tokens, feed position, each instance's parent topics); ``GET
+/admin/feed`` a :class:`FeedPage` of :data:`FeedEvent` s (``revoke``, ``account``,
+``parent_topics``) or a ``reset``.  The AuthServer builds these
 documents and a broker reads them: besides tokens they are all the two share.
 
 ``from_json`` checks every field it knows and raises
@@ -30,6 +31,7 @@ __all__ = [
     "FeedEvent",
     "FeedPage",
     "OtherEvent",
+    "ParentTopicsEvent",
     "Revocation",
     "RevokeEvent",
     "event_from_json",
@@ -139,6 +141,9 @@ class Bootstrap:
     revoked: tuple[Revocation, ...] = ()
     seq: int = 0
     """The feed position this document reflects: follow the feed from here."""
+    parent_topics: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Each instance's parent topics (SPEC §4a); an instance not listed has none.  Absent
+    from the document of an AuthServer that predates them: then none are known."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -147,6 +152,7 @@ class Bootstrap:
             "accounts": [a.to_json() for a in self.accounts],
             "revoked": [r.to_json() for r in self.revoked],
             "seq": self.seq,
+            "parent_topics": {i: list(names) for i, names in self.parent_topics.items()},
         }
 
     @classmethod
@@ -173,7 +179,23 @@ class Bootstrap:
                 raise FeedDocumentError(f"bootstrap.revoked[{index}] repeats a token id")
             seen.add(revocation.token_id)
             revoked.append(revocation)
-        return cls(keys, current, tuple(accounts), tuple(revoked), fields.integer("seq"))
+        parents: dict[str, tuple[str, ...]] = {}
+        if "parent_topics" in fields.doc:
+            raw = fields.value("parent_topics")
+            if not isinstance(raw, Mapping):
+                raise FeedDocumentError("bootstrap.parent_topics must be an object")
+            for instance_id in raw:
+                where = f"bootstrap.parent_topics[{str(instance_id)[:40]!r}]"
+                parents[instance_id] = _names(raw, instance_id, where)
+        return cls(keys, current, tuple(accounts), tuple(revoked), fields.integer("seq"), parents)
+
+
+def _names(doc: Mapping[str, object], key: str, where: str) -> tuple[str, ...]:
+    """A list of non-empty strings (parent topic names)."""
+    value = doc[key]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise FeedDocumentError(f"{where} must be a list of non-empty strings")
+    return tuple(value)
 
 
 def _keys(fields: _Fields) -> dict[str, bytes]:
@@ -256,6 +278,29 @@ class AccountEvent:
 
 
 @dataclass(frozen=True)
+class ParentTopicsEvent:
+    """An instance's parent topics changed (SPEC §4a): ``parent_topics`` is its whole set
+    now (empty: none left)."""
+
+    KIND: ClassVar[str] = "parent_topics"
+    seq: int
+    instance_id: str
+    parent_topics: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return self.KIND
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "kind": self.KIND,
+            "instance_id": self.instance_id,
+            "parent_topics": list(self.parent_topics),
+        }
+
+
+@dataclass(frozen=True)
 class OtherEvent:
     """An event of a kind this version does not know: followers skip it."""
 
@@ -266,7 +311,7 @@ class OtherEvent:
         return {"seq": self.seq, "kind": self.kind}
 
 
-FeedEvent = RevokeEvent | AccountEvent | OtherEvent
+FeedEvent = RevokeEvent | AccountEvent | ParentTopicsEvent | OtherEvent
 
 
 def event_from_json(doc: object, where: str = "event") -> FeedEvent:
@@ -284,6 +329,10 @@ def event_from_json(doc: object, where: str = "event") -> FeedEvent:
         )
     if kind == AccountEvent.KIND:
         return AccountEvent(seq, AccountRecord.read(fields), fields.flag("deleted", False))
+    if kind == ParentTopicsEvent.KIND:
+        fields.value("parent_topics")  # present, or the error names it
+        names = _names(fields.doc, "parent_topics", f"{where}.parent_topics")
+        return ParentTopicsEvent(seq, fields.text("instance_id"), names)
     return OtherEvent(seq, kind)
 
 

@@ -75,8 +75,12 @@ class UploadToken:
 
     @classmethod
     def parse(cls, payload: bytes) -> UploadToken:
+        """``{"token": ..., "type": ...}``; the key ``Token`` (as the provider's English
+        docs spell it) is the same field, and both at once are ambiguous (SPEC §4)."""
         data = _load(payload, "uploadToken")
-        token = data.get("token")
+        if "token" in data and "Token" in data:
+            raise InvalidPayload("uploadToken has both 'token' and 'Token': send one")
+        token = data.get("token", data.get("Token"))
         if not isinstance(token, str) or not token:
             raise InvalidPayload("uploadToken needs a non-empty string 'token'")
         return cls(token, _type(data, "uploadToken"))

@@ -18,6 +18,7 @@ from .errors import InvalidTopic
 __all__ = [
     "MAX_PROVIDER_TOPIC_CHARS",
     "MAX_TOPIC_BYTES",
+    "P2P_LEVEL",
     "PARENT_TOPIC_CHARS",
     "SYS_PREFIX",
     "covered_by_any",
@@ -25,6 +26,8 @@ __all__ = [
     "is_sys_topic",
     "matches",
     "matches_any",
+    "p2p_target",
+    "p2p_topic",
     "parent_topic_of",
     "validate_filter",
     "validate_parent_topic",
@@ -44,6 +47,9 @@ PARENT_TOPIC_CHARS = (3, 64)
 _NAME = re.compile(r"[A-Za-z0-9_-]*")
 _TOPIC = re.compile(r"[A-Za-z0-9_/-]*")
 _FILTER = re.compile(r"[A-Za-z0-9_/+#-]*")
+#: The second level of a P2P topic ``<parentTopic>/p2p/<targetClientId>`` (SPEC §4a,
+#: the provider's P2P messaging doc).
+P2P_LEVEL = "p2p"
 
 
 def is_sys_topic(topic: str) -> bool:
@@ -199,3 +205,24 @@ def validate_parent_topic(name: str) -> str:
 def parent_topic_of(topic: str) -> str:
     """The first level of a topic or filter: the parent topic it must belong to."""
     return topic.split("/", 1)[0]
+
+
+# -- P2P messaging (SPEC §4a, the provider's P2P messaging doc) ------------------------------
+
+
+def p2p_topic(parent_topic: str, client_id: str) -> str:
+    """The topic that reaches ``client_id`` directly: ``<parentTopic>/p2p/<clientId>``."""
+    return f"{parent_topic}/{P2P_LEVEL}/{client_id}"
+
+
+def p2p_target(topic: str) -> tuple[str, str] | None:
+    """``(parent topic, target client id)`` of a P2P topic, ``None`` for any other topic.
+
+    A P2P topic has exactly three levels, the second ``p2p`` and the other two non-empty
+    (a client id has no ``/``).  Whether the target is a well-formed client id is the
+    caller's question: a malformed one simply names no client.
+    """
+    levels = topic.split("/")
+    if len(levels) != 3 or levels[1] != P2P_LEVEL or not levels[0] or not levels[2]:
+        return None
+    return levels[0], levels[2]
