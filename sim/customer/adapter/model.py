@@ -152,6 +152,10 @@ class ClientTemplates:
             account=None if self.account is None else self.account.format_map(values),
         )
 
+    def resources_for(self, n: int | str) -> tuple[str, ...]:
+        values = {"n": str(n)}
+        return tuple(r.format_map(values) for r in self.resources)
+
     def forbidden_for(self, n: int | str) -> tuple[str, ...]:
         values = {"n": str(n)}
         return tuple(r.format_map(values) for r in self.forbidden)
