@@ -186,6 +186,13 @@ class _Reader:
             key_line = rf'^\s*(?:{re.escape(key or "")}|"{re.escape(key or "")}")\s*='
             if key is not None and current == table and re.match(key_line, line):
                 return number
+        if key is not None:  # a table of that name: [key] or [key.sub] under ``table``
+            for number, line in enumerate(self.lines, 1):
+                m = _TABLE_HEADER.match(line)
+                if m:
+                    path = tuple(p.strip().strip('"') for p in m.group(1).split("."))
+                    if path[: len(table) + 1] == (*table, key):
+                        return number
         if key is not None:  # dotted keys or inline tables: the first plausible line
             dotted = ".".join((*table, key))
             for number, line in enumerate(self.lines, 1):
@@ -246,9 +253,9 @@ def parse_adapter(text: str, *, source: str = "<adapter>", base_dir: str | None 
     else:
         if "request" not in doc:
             reader.fail((), None, 'no [request] table (or [adapter] ask = "module:function")')
+        request = _request(reader, doc["request"])
         if "response" not in doc:
             reader.fail((), None, 'no [response] table (or [adapter] ask = "module:function")')
-        request = _request(reader, doc["request"])
         response = _response(reader, doc["response"])
     clients = _clients(reader, doc["clients"]) if "clients" in doc else None
     return Adapter(
