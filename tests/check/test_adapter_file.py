@@ -250,3 +250,15 @@ def test_loading_names_the_file_and_the_callable(tmp_path: Path) -> None:
             load_adapter(path)
         assert str(info.value).startswith(f"{path}: [adapter] ask: "), info.value
         assert message in str(info.value)
+
+
+def test_the_documented_worked_example_is_the_foreign_appservers_adapter() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "your-appserver.md").read_text()
+    block = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    documented = parse_adapter(block, source="doc")
+    real = load_adapter(ADAPTER)
+    assert (documented.request, documented.response, documented.clients) == (
+        real.request,
+        real.response,
+        real.clients,
+    )

@@ -24,6 +24,7 @@ async def check_foreign(
     only: tuple[str, ...] = (),
     rate_limits: dict[str, str] | None = None,
     backlog: int = 20,
+    restart_flags: str = "",
 ) -> Report:
     async with (
         stack(tmp_path, ManualClock(), rate_limits) as handle,
@@ -33,7 +34,7 @@ async def check_foreign(
             appserver_url=foreign.url,
             authserver_url=handle.authserver_url,
             broker_url=handle.broker_url,
-            restart_cmd=foreign.restart_cmd,
+            restart_cmd=f"{foreign.restart_cmd} {restart_flags}",
             only=only,
             backlog=backlog,
         )
@@ -110,3 +111,13 @@ async def test_an_unpaced_backlog_bursts_past_the_rate_limit(tmp_path: Path) -> 
     assert result.status is Status.FAILED, to_table(burst)
     assert "throttled" in result.outcome.summary
     assert int(result.outcome.figures["throttled"] or 0) > 0
+
+
+async def test_a_restart_command_may_return_before_the_appserver_is_back(
+    tmp_path: Path,
+) -> None:
+    """The command returns once the old process is gone; the new one is still starting:
+    the check asks again until it answers (within --restart-timeout)."""
+    only = ("repeat-uses-cache", "restart-keeps-cache")
+    report = await check_foreign(tmp_path, only=only, restart_flags="--return-when-down")
+    assert [r.status for r in report.results] == [Status.PASSED] * 2, to_table(report)
