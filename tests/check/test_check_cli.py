@@ -51,7 +51,8 @@ async def test_a_full_run_on_the_system_clock_writes_every_report(tmp_path: Path
         )  # fmt: skip
     assert code == 0, out + err
     assert "forged-identity" in out and "10 passed, 1 not measured" in out
-    suite = ET.parse(tmp_path / "r.xml").getroot()  # noqa: S314 - our own report.find("testsuite")
+    root = ET.parse(tmp_path / "r.xml").getroot()  # noqa: S314 - our own report
+    suite = root.find("testsuite")
     assert suite is not None
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("11", "0", "1")
     (skipped,) = [c for c in suite.iter("testcase") if c.find("skipped") is not None]
@@ -73,7 +74,8 @@ async def test_a_failed_check_exits_1_and_fails_the_junit_case(tmp_path: Path) -
             "--only", "forged-identity", "--junit", str(tmp_path / "r.xml"),
         )  # fmt: skip
     assert code == 1, out
-    case = ET.parse(tmp_path / "r.xml").getroot()  # noqa: S314 - our own report.find("testsuite/testcase")
+    root = ET.parse(tmp_path / "r.xml").getroot()  # noqa: S314 - our own report
+    case = root.find("testsuite/testcase")
     assert case is not None and case.get("name") == "forged-identity"
     failure = case.find("failure")
     assert failure is not None and "forged identity" in (failure.text or "")
