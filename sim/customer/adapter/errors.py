@@ -26,6 +26,7 @@ __all__ = [
     "Refused",
     "Unauthenticated",
     "Unavailable",
+    "kind_of",
 ]
 
 
@@ -72,3 +73,23 @@ class Unavailable(AskError):
 
 class BadAnswer(AskError):
     pass
+
+
+def kind_of(value: object, *, mapping: str = "an object") -> str:
+    """What a value is, for a message: ``a string``, ``an integer``, ``nothing``, ...
+    (``mapping``: what a dict is called: a TOML table, a JSON object)."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string" if value else "an empty string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return mapping
+    return type(value).__name__

@@ -44,7 +44,7 @@ import jmespath.exceptions
 from sim.shared.protocol import parse_actions, render_actions, validate_client_id, validate_filter
 from sim.shared.protocol.errors import WireFormatError
 
-from .errors import AdapterFileError
+from .errors import AdapterFileError, kind_of
 from .model import (
     ASK_FIELDS,
     CLIENT_FIELDS,
@@ -207,19 +207,7 @@ class _Reader:
 
 
 def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a table"
-    return type(value).__name__
+    return kind_of(value, mapping="a table")
 
 
 def parse_adapter(text: str, *, source: str = "<adapter>", base_dir: str | None = None) -> Adapter:

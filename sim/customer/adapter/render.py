@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode
 
 from sim.shared.httplimits import JsonTooDeep, loads_json
 
-from .errors import AskError, BadAnswer, Refused, Unauthenticated, Unavailable
+from .errors import AskError, BadAnswer, Refused, Unauthenticated, Unavailable, kind_of
 from .model import (
     ClientIdentity,
     Credentials,
@@ -178,27 +178,11 @@ def retry_after_seconds(value: str | None) -> float:
     return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "an empty string" if not value else "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 def _string_at(path: JsonPath, key: str, doc: object) -> str:
     value = path.search(doc)
     if not isinstance(value, str) or not value:
         raise BadAnswer(
-            f"[response] {key} = {path.expression!r} finds {_kind(value)} in the answer"
+            f"[response] {key} = {path.expression!r} finds {kind_of(value)} in the answer"
         )
     return value
 
@@ -214,7 +198,7 @@ def _ms_at(path: JsonPath, key: str, doc: object) -> int:
         ms = int(value)  # some AppServers send times as strings
     if ms is None or ms <= 0:
         raise BadAnswer(
-            f"[response] {key} = {path.expression!r} finds {_kind(value)}, not a time in ms"
+            f"[response] {key} = {path.expression!r} finds {kind_of(value)}, not a time in ms"
         )
     return ms
 
@@ -222,7 +206,9 @@ def _ms_at(path: JsonPath, key: str, doc: object) -> int:
 def _seconds_at(path: JsonPath, key: str, doc: object) -> float:
     value = path.search(doc)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e10:
-        raise BadAnswer(f"[response] {key} = {path.expression!r} finds {_kind(value)}, not seconds")
+        raise BadAnswer(
+            f"[response] {key} = {path.expression!r} finds {kind_of(value)}, not seconds"
+        )
     return float(value)
 
 
@@ -281,7 +267,8 @@ def read_answer(
         value = spec.stale.search(doc)
         if value is not None and not isinstance(value, bool):
             raise BadAnswer(
-                f"[response] stale = {spec.stale.expression!r} finds {_kind(value)}, not a boolean"
+                f"[response] stale = {spec.stale.expression!r} finds {kind_of(value)}, "
+                "not a boolean"
             )
         stale = bool(value)
     return Credentials(username=username, password=password, expire_ms=expire_ms, stale=stale)
