@@ -105,9 +105,9 @@ CHECKS: tuple[CheckSpec, ...] = (
         "every token connects with the permissions asked",
         STEP_6,
         SEED_STEPS,
-        "each token handed out is the AuthServer's, for exactly the actions and resources "
-        "asked, and a real MQTT client connects with it, may subscribe and publish inside "
-        "its resources and is refused outside them",
+        "each token the earlier checks received (and one more) is the AuthServer's, for "
+        "exactly the actions and resources asked, and a real MQTT client connects with it, "
+        "may subscribe and publish inside its resources and is refused outside them",
     ),
     CheckSpec(
         "states-expiry",
