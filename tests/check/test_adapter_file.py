@@ -4,10 +4,14 @@ and the key."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sim.customer.adapter import AdapterFileError, load_adapter, parse_adapter
 from sim.customer.adapter.model import FieldList, FieldTable
@@ -262,3 +266,31 @@ def test_the_documented_worked_example_is_the_foreign_appservers_adapter() -> No
         real.response,
         real.clients,
     )
+
+
+@given(st.text(max_size=300))
+def test_any_text_is_an_adapter_or_one_adapter_file_error(text: str) -> None:
+    with contextlib.suppress(AdapterFileError):
+        parse_adapter(text)
+
+
+toml_values = st.recursive(
+    st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@given(st.sampled_from(AS_WRITTEN.splitlines()), toml_values)
+def test_any_value_of_any_key_is_accepted_or_named(line: str, value: object) -> None:
+    if "=" not in line or line.startswith("["):
+        return
+    key = line.split("=", 1)[0].strip()
+    text = AS_WRITTEN.replace(line, f"{key} = {json.dumps(value)}")
+    try:
+        parse_adapter(text, source="x.toml")
+    except AdapterFileError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("x.toml")
