@@ -210,7 +210,7 @@ MISTAKES = [
         "[request]: [adapter] ask replaces [request] and [response]",
     ),
     (
-        '[clients]\nid = "GID_a@@@{n}"\nsecret = "s"\nresources = ["a/{n}"]\n',
+        '[clients]\nid = "GID_shop@@@{n}"\nsecret = "s"\nresources = ["a/{n}"]\n',
         None,
         "no [request] table",
     ),
@@ -245,7 +245,7 @@ def test_loading_names_the_file_and_the_callable(tmp_path: Path) -> None:
             [adapter]
             ask = "{spec}"
             [clients]
-            id = "GID_a@@@d-{{n}}"
+            id = "GID_shop@@@d-{{n}}"
             secret = "s"
             resources = ["a/{{n}}/#"]
             """)

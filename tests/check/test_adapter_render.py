@@ -92,7 +92,7 @@ def test_bearer_header_and_field_auth() -> None:
     assert "Authorization" not in dict(p.headers) and p.json["key"] == "s3cr:t/+"
     req, _ = spec(AS_WRITTEN.replace('auth = "basic"', 'auth = "bearer"'))
     with pytest.raises(Refused, match="line break"):
-        prepare_request(req, ClientIdentity("GID_a@@@b", "x\r\nEvil: 1", ("a/#",)))
+        prepare_request(req, ClientIdentity("GID_shop@@@b", "x\r\nEvil: 1", ("a/#",)))
 
 
 def test_lists_splice_the_resources_and_braces_stay_literal() -> None:
@@ -108,8 +108,8 @@ def test_lists_splice_the_resources_and_braces_stay_literal() -> None:
 
 def test_an_account_other_than_the_client_id_logs_in() -> None:
     req, _ = spec(AS_WRITTEN.replace('key = "{secret}"', 'key = "{secret}"\nlogin = "{account}"'))
-    p = prepare_request(req, ClientIdentity("GID_a@@@b", "pw", ("a/#",), account="alice"))
-    assert p.json["login"] == "alice" and p.json["device"] == "GID_a@@@b"
+    p = prepare_request(req, ClientIdentity("GID_shop@@@b", "pw", ("a/#",), account="alice"))
+    assert p.json["login"] == "alice" and p.json["device"] == "GID_shop@@@b"
     assert base64.b64decode(dict(p.headers)["Authorization"][6:]) == b"alice:pw"
 
 
