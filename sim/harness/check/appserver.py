@@ -142,12 +142,43 @@ class _Context:
     numbers: list[int]
     seen: list[_Seen] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: client id -> its number, for the clients taken so far
+    number_of: dict[str, int] = field(default_factory=dict)
+    #: (instance, parent topic) known to exist
+    parents: set[tuple[str, str]] = field(default_factory=set)
 
     def take(self, k: int) -> list[tuple[int, ClientIdentity]]:
         if len(self.numbers) < k:
             raise CannotRun("the adapter's [clients] count is too small for the checks")
         taken, self.numbers = self.numbers[:k], self.numbers[k:]
-        return [(n, self.templates.identity(n)) for n in taken]
+        out = [(n, self.templates.identity(n)) for n in taken]
+        self.number_of.update((c.client_id, n) for n, c in out)
+        return out
+
+    def outside_of(self, client: ClientIdentity) -> list[str]:
+        """A filter outside ``client``'s resources: a forbidden one, or another's."""
+        n = self.number_of.get(client.client_id, self.templates.first)
+        wanted = [*self.templates.forbidden_for(n), *self.templates.resources_for(n + 1_000_000)]
+        return [f for f in wanted if not any(covers(r, f) for r in client.resources)][:1]
+
+    async def ensure_parents(self, creds: Credentials, client: ClientIdentity) -> None:
+        """The provider's broker refuses topics outside the instance's parent topics (SPEC
+        §4a); the user creates them in the console, the check on the mock -- as soon as it
+        knows the instance, so the broker has followed the change before any probe."""
+        try:
+            instance = parse_username(creds.username).instance_id
+        except WireFormatError:
+            return
+        filters = [*client.resources, *self.outside_of(client)]
+        wanted = {(instance, f.split("/", 1)[0]) for f in filters if f.split("/", 1)[0] not in "+#"}
+        if wanted <= self.parents:
+            return
+        with contextlib.suppress(AdminError):
+            made = await self.admin.ensure_parent_topics(instance, {p for _, p in wanted})
+            self.notes += [
+                f"created parent topic {p!r} on instance {instance} (SPEC §4a)" for p in made
+            ]
+            self.parents |= wanted
 
     async def ask(self, client: ClientIdentity, label: str, *, keep: bool = True) -> Ask:
         kind: AskKind
@@ -173,6 +204,7 @@ class _Context:
             retry = exc.retry_after if isinstance(exc, Unavailable) else 0.0
             return Ask(label, kind, exc.status, _clean(str(exc)), retry)
         ids = await self.admin.token_ids(creds.password)
+        await self.ensure_parents(creds, client)
         ask = Ask(
             label, "credentials", 200, token_ids=ids, expire_ms=creds.expire_ms, stale=creds.stale
         )
@@ -321,8 +353,8 @@ async def _ask_when_back(ctx: _Context, client: ClientIdentity, label: str, dead
 
 
 async def tokens_connect(ctx: _Context) -> Outcome:
-    ((n, client),) = ctx.take(1)
-    await ctx.ask(client, f"{client.client_id} ask")
+    ((_, client),) = ctx.take(1)
+    await ctx.ask(client, f"{client.client_id} ask")  # tried last: the earlier first
     address = parse_broker_url(ctx.options.broker_url)
     probes: list[ProbeFacts] = []
     done: set[tuple[str, ...]] = set()
@@ -338,29 +370,10 @@ async def tokens_connect(ctx: _Context) -> Outcome:
                 problems.append(f"a token this AuthServer did not issue ({tid})")
             else:
                 problems += grant_problems(c.actions, c.resources, facts)
-        outside = _outside_of(ctx.templates, n, c)
-        await _ensure_parents(ctx, seen.creds, [*c.resources, *outside])
+        outside = ctx.outside_of(c)
         facts_probe = await probe_token(address, c, seen.creds, outside=outside)
         probes.append(dataclasses.replace(facts_probe, grant=tuple(problems)))
     return judge_connect(probes)
-
-
-def _outside_of(templates: ClientTemplates, n: int, client: ClientIdentity) -> list[str]:
-    wanted = [*templates.forbidden_for(n), *templates.resources_for(n + 1_000_000)]
-    return [f for f in wanted if not any(covers(r, f) for r in client.resources)][:1]
-
-
-async def _ensure_parents(ctx: _Context, creds: Credentials, filters: Sequence[str]) -> None:
-    """The provider's broker refuses topics outside the instance's parent topics (SPEC
-    §4a); the user creates them in the console, the check on the mock."""
-    try:
-        instance = parse_username(creds.username).instance_id
-    except WireFormatError:
-        return
-    parents = {f.split("/", 1)[0] for f in filters if f.split("/", 1)[0] not in ("+", "#", "")}
-    with contextlib.suppress(AdminError):
-        for parent in await ctx.admin.ensure_parent_topics(instance, parents):
-            ctx.notes.append(f"created parent topic {parent!r} on instance {instance} (SPEC §4a)")
 
 
 async def states_expiry(ctx: _Context) -> Outcome:
