@@ -5,6 +5,11 @@ device gets a client id ``GID_<group>@@@<name>-<n>``, a secret, and its own topi
 space ``<prefix>/<name>-<n>/#``.  Their AppServer accounts are created in bulk through
 the AppServer's admin API (``POST /admin/accounts:bulk``), in chunks.
 
+Against another AppServer (``FleetConfig.adapter``, docs/your-appserver.md) the clients
+ask the adapter's way and are the adapter's ``[clients]`` (numbers ``first``,
+``first + 1``, ...); their accounts are the AppServer's own, created only if the adapter
+names a ``provision`` callable.
+
 Clients share one HTTP connection pool and one clock; they are started with at most
 ``concurrency`` first connects in flight, so a fleet's start is a ramp, not a SYN flood
 (reconnects after a kick are spread by each client's own full-jitter backoff).
@@ -24,6 +29,8 @@ from typing import Any, Literal
 
 import aiohttp
 
+from sim.customer.adapter import Adapter, ClientIdentity, provision_clients
+from sim.customer.adapter.builtin import provision as provision_reference
 from sim.shared.clock import Clock
 
 from .client import ClientConfig, TokenClient
@@ -45,6 +52,10 @@ class Identity:
     client_id: str
     secret: str = field(repr=False)
     resources: tuple[str, ...]
+    #: the AppServer login, when not the client id (adapter ``[clients] account``)
+    account: str | None = None
+    #: what it asks for; None: ``FleetConfig.actions``
+    actions: str | None = None
 
 
 def make_identities(n: int, *, group: str, prefix: str, seed: int) -> list[Identity]:
@@ -97,6 +108,13 @@ class FleetConfig:
     subscribe_own: bool = False
     fsync: bool = True
     seed: int = 0
+    #: how clients ask the AppServer (docs/your-appserver.md); None or the built-in
+    #: adapter: the reference AppServer, Faker identities whose accounts the fleet creates
+    adapter: Adapter | None = None
+
+    @property
+    def uses_adapter_clients(self) -> bool:
+        return self.adapter is not None and not self.adapter.is_builtin
 
     def __post_init__(self) -> None:
         if not 1 <= self.clients <= 1_000_000:
@@ -109,6 +127,25 @@ class FleetConfig:
             raise ValueError("concurrency and accounts_chunk must be >= 1")
         if self.publish_interval_s is not None and not self.publish_interval_s > 0:
             raise ValueError("publish_interval_s must be > 0")
+        if self.uses_adapter_clients:
+            assert self.adapter is not None
+            if self.adapter.clients is None:
+                raise ValueError(f"the adapter {self.adapter.source} has no [clients] to run")
+            if self.adapter.clients.count < self.clients:
+                raise ValueError(
+                    f"the adapter's [clients] count is {self.adapter.clients.count}: "
+                    f"fewer than the {self.clients} clients asked for"
+                )
+
+
+def adapter_identities(adapter: Adapter, n: int) -> list[Identity]:
+    """The first ``n`` clients of the adapter's ``[clients]``."""
+    assert adapter.clients is not None
+    out = []
+    for number in list(adapter.clients.numbers())[:n]:
+        c = adapter.clients.identity(number)
+        out.append(Identity(c.client_id, c.secret, c.resources, c.account, c.actions))
+    return out
 
 
 class Fleet:
@@ -120,9 +157,13 @@ class Fleet:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.identities = make_identities(
-            config.clients, group=config.group, prefix=config.topic_prefix, seed=config.seed
-        )
+        if config.uses_adapter_clients:
+            assert config.adapter is not None
+            self.identities = adapter_identities(config.adapter, config.clients)
+        else:
+            self.identities = make_identities(
+                config.clients, group=config.group, prefix=config.topic_prefix, seed=config.seed
+            )
         self.clients: list[TokenClient] = []
         self.received = 0
         self.connect_latencies: list[float] = []  # real seconds, start → first CONNACK
@@ -154,7 +195,8 @@ class Fleet:
                     appserver_url=cfg.appserver_url,
                     broker_url=cfg.broker_url,
                     resources=ident.resources,
-                    actions=cfg.actions,
+                    actions=ident.actions or cfg.actions,
+                    account=ident.account,
                     store_dir=cfg.store_dir,
                     fsync=cfg.fsync,
                     refresh=RefreshPolicy(
@@ -165,6 +207,7 @@ class Fleet:
                     keepalive=cfg.keepalive,
                     subscriptions=((ident.resources[0], 1),) if cfg.subscribe_own else (),
                     seed=cfg.seed,
+                    adapter=cfg.adapter,
                 ),
                 clock=self.clock,
                 http=self._http,
@@ -199,30 +242,29 @@ class Fleet:
             await asyncio.shield(self._starter)
 
     async def create_accounts(self) -> int:
-        """Bulk-create the fleet's AppServer accounts; returns how many were imported."""
+        """Create the fleet's AppServer accounts (the reference AppServer's bulk import,
+        or the adapter's ``provision``); returns how many were created (0: the adapter
+        cannot, the AppServer has them)."""
         cfg = self.config
         assert self._http is not None
-        done = 0
-        for start in range(0, len(self.identities), cfg.accounts_chunk):
-            chunk = self.identities[start : start + cfg.accounts_chunk]
-            body = {
-                "accounts": [
-                    {
-                        "client_id": ident.client_id,
-                        "secret": ident.secret,
-                        "grants": [{"resources": list(ident.resources), "actions": cfg.actions}],
-                        "enabled": True,
-                    }
-                    for ident in chunk
-                ]
-            }
-            url = cfg.appserver_url.rstrip("/") + "/admin/accounts:bulk"
-            async with self._http.post(url, json=body) as resp:
-                answer: Any = await resp.json(content_type=None)
-                if resp.status != 200:
-                    raise RuntimeError(f"AppServer bulk import failed: {resp.status} {answer}")
-            done += len(chunk)
-        return done
+        clients = [
+            ClientIdentity(
+                client_id=i.client_id,
+                secret=i.secret,
+                resources=i.resources,
+                actions=i.actions or cfg.actions,
+                account=i.account,
+            )
+            for i in self.identities
+        ]
+        if not cfg.uses_adapter_clients:
+            await provision_reference(
+                self._http, cfg.appserver_url, clients, chunk=cfg.accounts_chunk
+            )
+            return len(clients)
+        assert cfg.adapter is not None
+        done = await provision_clients(self._http, cfg.adapter, cfg.appserver_url, clients)
+        return len(clients) if done else 0
 
     async def close(self) -> None:
         if self._closed:

@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-fsync", action="store_true", help="do not fsync token files")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--adapter",
+        default="builtin",
+        metavar="FILE",
+        help="how to ask the AppServer for tokens (docs/your-appserver.md); the clients are"
+        " then the adapter's [clients] (default: builtin, the reference AppServer)",
+    )
 
 
 def _rss_mb() -> float:
@@ -163,8 +170,14 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sim.customer.adapter import AdapterError, load_adapter
     from sim.customer.fleet import FleetConfig
 
+    try:
+        adapter = load_adapter(args.adapter)
+    except AdapterError as exc:
+        print(f"mqtt-token-sim fleet: {exc}", file=sys.stderr)
+        return 2
     try:
         config = FleetConfig(
             clients=args.clients,
@@ -179,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
             subscribe_own=args.publish_interval is not None,
             fsync=not args.no_fsync,
             seed=args.seed,
+            adapter=adapter,
         )
         if args.duration < 0:
             raise ValueError("--duration must be >= 0")

@@ -18,6 +18,7 @@ from sim.customer import fleet_cli
 from sim.customer.appserver import cli as appserver_cli
 
 from . import up
+from .check import cli as check_cli
 
 __all__ = ["main"]
 
@@ -29,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
     "up": (up, "run AuthServer, broker and AppServer together"),
     "fleet": (fleet_cli, "run a fleet of token-aware clients"),
     "run": (scenarios.cli, "run a scenario and report its figures"),
+    "check": (check_cli, "check your own AppServer against the seed's rules"),
 }
 
 

@@ -1,14 +1,18 @@
-"""Hypothesis on every parser of the SDK: AppServer answers, stored tokens, broker URLs."""
+"""Hypothesis on every parser of the SDK: AppServer answers (through the built-in
+adapter), stored tokens, broker URLs."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.customer.client.appserver_api import _retry_after, parse_grant
+from sim.customer.adapter import AskError
+from sim.customer.adapter.render import read_answer, retry_after_seconds
+from sim.customer.client.appserver_api import BUILTIN, TokenGrant, grant_from_credentials
 from sim.customer.client.errors import BadAppServerAnswer
 from sim.customer.client.store import StoredToken
 from sim.customer.client.transport import parse_broker_url
@@ -31,6 +35,16 @@ GOOD = {
 }
 
 
+def parse_grant(body: object, *, actions: str, resources: tuple[str, ...]) -> TokenGrant:
+    """A 200 answer of the reference AppServer, read as the SDK reads it."""
+    assert BUILTIN.response is not None
+    try:
+        creds = read_answer(BUILTIN.response, 200, {}, json.dumps(body).encode(), now_ms=0)
+    except AskError as exc:
+        raise BadAppServerAnswer(str(exc)) from None
+    return grant_from_credentials(creds, actions=actions, resources=resources)
+
+
 def test_a_good_answer_parses() -> None:
     grant = parse_grant(GOOD, actions="R,W", resources=("b/#", "a/+"))
     assert grant.token.resources == ("a/+", "b/#")
@@ -51,12 +65,14 @@ def test_a_corrupted_field_is_a_bad_answer_or_still_well_typed(key: str, value: 
     except BadAppServerAnswer:
         return
     assert isinstance(grant.token.expire_ms, int) and isinstance(grant.token.token, str)
+    assert grant.token.type.value + "|" + grant.token.token == grant.token.password
 
 
 @pytest.mark.parametrize(("value", "expected"), [(None, 0), ("5", 5), ("-3", 0), ("x", 0)])
 def test_retry_after(value: str | None, expected: float) -> None:
-    assert _retry_after(value) == expected
-    assert _retry_after("99999999") == 3600
+    assert retry_after_seconds(value) == expected
+    assert retry_after_seconds("99999999") == 3600
+    assert retry_after_seconds("nan") == 0
 
 
 @given(json_values)

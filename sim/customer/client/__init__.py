@@ -6,7 +6,8 @@ and when), :mod:`.policy` (its parts: refresh time, notice reaction, backoff),
 files).  Shell: :mod:`.client` (``TokenClient``: carries out the planner's plans),
 :mod:`.transport` (the MQTT connection on gmqtt, and the protocol of an injected one),
 :mod:`.gmqtt_private` (every private gmqtt name, checked at import),
-:mod:`.appserver_api` (``POST /v1/tokens``).
+:mod:`.appserver_api` (asks the AppServer through an adapter, :mod:`sim.customer.adapter`:
+the reference AppServer's ``POST /v1/tokens`` by default).
 """
 
 from .client import ClientConfig, ClientState, TokenClient

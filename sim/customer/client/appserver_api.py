@@ -1,21 +1,31 @@
-"""Asking the AppServer for a token: ``POST /v1/tokens`` (SPEC §5, docs/appserver.md).
+"""Asking the AppServer for a token, through an adapter (SPEC §5, docs/your-appserver.md).
 
-HTTP Basic ``client_id:secret``; body ``{"resources": [...], "actions": "R"|"W"|"R,W"}``;
-200 → ``{"token", "type", "expireTime", "instanceId", "username", "password", "stale"}``.
-Every answer is validated; failures map onto :mod:`sim.customer.client.errors`.
+The adapter (:mod:`sim.customer.adapter`) says how to ask one AppServer; by default it is
+the built-in one, the reference AppServer's ``POST /v1/tokens`` (HTTP Basic
+``client_id:secret``, body ``{"resources": [...], "actions": ...}``; docs/appserver.md).
+Its answer becomes a :class:`~.store.StoredToken`; the adapter's errors map onto
+:mod:`sim.customer.client.errors`.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
-from sim.shared.protocol import TokenType, parse_token_password, parse_username
+from sim.customer.adapter import (
+    Adapter,
+    AskError,
+    ClientIdentity,
+    Credentials,
+    Refused,
+    Unauthenticated,
+    Unavailable,
+    ask_token,
+    builtin_adapter,
+)
+from sim.shared.protocol import parse_token_password, parse_username
 
 from .errors import (
     AppServerUnavailable,
@@ -26,9 +36,10 @@ from .errors import (
 )
 from .store import StoredToken
 
-__all__ = ["TokenGrant", "request_token"]
+__all__ = ["BUILTIN", "TokenGrant", "grant_from_credentials", "request_token"]
 
-_MAX_RETRY_AFTER = 3600.0
+#: The reference AppServer's adapter: what a client asks through unless told otherwise.
+BUILTIN: Adapter = builtin_adapter()
 
 
 @dataclass(frozen=True)
@@ -37,58 +48,50 @@ class TokenGrant:
     stale: bool  # served from the AppServer's disaster-recovery cache
 
 
-def _basic(account: str, secret: str) -> str:
-    raw = f"{account}:{secret}".encode()
-    return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
-def _message(body: Any, status: int) -> str:
-    if isinstance(body, dict):
-        for key in ("message", "error", "detail"):
-            if isinstance(body.get(key), str):
-                return f"{status}: {body[key][:300]}"
-    return f"HTTP {status}"
-
-
-def _retry_after(value: str | None) -> float:
-    if not value:
-        return 0.0
+def grant_from_credentials(
+    creds: Credentials, *, actions: str, resources: tuple[str, ...]
+) -> TokenGrant:
+    """Check what the AppServer handed out is usable for CONNECT and upload (SPEC §4):
+    a ``Token|AK|instance`` username, ONE ``TYPE|token`` pair, a known expiry."""
     try:
-        return min(max(0.0, float(value)), _MAX_RETRY_AFTER)
-    except ValueError:
-        return 0.0  # an HTTP date: we do not trust the server's clock, backoff applies
-
-
-def parse_grant(body: Any, *, actions: str, resources: tuple[str, ...]) -> TokenGrant:
-    """Validate a 200 answer of ``POST /v1/tokens``."""
-    if not isinstance(body, dict):
-        raise BadAppServerAnswer("token answer is not a JSON object")
-    try:
-        token, kind, expire = body["token"], body["type"], body["expireTime"]
-        instance, username, password = body["instanceId"], body["username"], body["password"]
-    except KeyError as exc:
-        raise BadAppServerAnswer(f"token answer lacks {exc.args[0]!r}") from None
-    if not all(isinstance(v, str) and v for v in (token, kind, instance, username, password)):
-        raise BadAppServerAnswer("token answer has empty or non-string fields")
-    if not isinstance(expire, int) or isinstance(expire, bool):
-        raise BadAppServerAnswer("token answer needs an integer expireTime (ms)")
-    try:
-        token_type = TokenType(kind)
-        parse_username(username)
-        parse_token_password(password)
+        username = parse_username(creds.username)
+        tokens = parse_token_password(creds.password)
     except ValueError as exc:
         raise BadAppServerAnswer(f"token answer is malformed: {exc}") from None
+    if len(tokens) != 1:
+        raise BadAppServerAnswer(
+            f"the password carries {len(tokens)} tokens: the SDK uploads and refreshes one"
+        )
+    if creds.expire_ms is None:
+        # Seed, client behaviour constraints: "The MQTT client must know the validity
+        # period of the used token".
+        raise BadAppServerAnswer(
+            "the answer says nowhere when the token expires (adapter [response] expire_ms "
+            "or expires_in_s): the client must know its token's validity period"
+        )
+    ((token_type, token),) = tokens.items()
     stored = StoredToken(
         token=token,
         type=token_type,
-        expire_ms=expire,
-        instance_id=instance,
-        username=username,
-        password=password,
+        expire_ms=creds.expire_ms,
+        instance_id=username.instance_id,
+        username=creds.username,
+        password=creds.password,
         actions=actions,
         resources=tuple(sorted(resources)),
     )
-    return TokenGrant(stored, stale=bool(body.get("stale", False)))
+    return TokenGrant(stored, stale=creds.stale)
+
+
+def _sdk_error(exc: AskError) -> TokenRequestError:
+    message = str(exc)
+    if isinstance(exc, Unauthenticated):
+        return BadCredentials(message)
+    if isinstance(exc, Refused):
+        return Forbidden(message)
+    if isinstance(exc, Unavailable):
+        return AppServerUnavailable(message, status=exc.status, retry_after=exc.retry_after)
+    return BadAppServerAnswer(message)
 
 
 async def request_token(
@@ -100,30 +103,27 @@ async def request_token(
     resources: tuple[str, ...],
     actions: str,
     request_timeout: float = 10.0,
+    client_id: str | None = None,
+    adapter: Adapter | None = None,
+    now_ms: Callable[[], int] | None = None,
 ) -> TokenGrant:
-    url = base_url.rstrip("/") + "/v1/tokens"
-    payload = {"resources": sorted(resources), "actions": actions}
+    """One ask, the ``adapter``'s way (default: the reference AppServer's)."""
+    client = ClientIdentity(
+        client_id=client_id or account,
+        secret=secret,
+        resources=tuple(sorted(resources)),
+        actions=actions,
+        account=account if client_id is not None and account != client_id else None,
+    )
     try:
-        async with session.post(
-            url,
-            json=payload,
-            headers={"Authorization": _basic(account, secret)},
-            timeout=aiohttp.ClientTimeout(total=request_timeout),
-        ) as resp:
-            raw = await resp.read()
-            body: Any = None
-            with contextlib.suppress(ValueError):
-                body = json.loads(raw) if raw else None
-            if resp.status == 200:
-                return parse_grant(body, actions=actions, resources=resources)
-            msg = _message(body, resp.status)
-            if resp.status == 401:
-                raise BadCredentials(msg)
-            if resp.status == 429 or resp.status >= 500:
-                retry_after = _retry_after(resp.headers.get("Retry-After"))
-                raise AppServerUnavailable(msg, status=resp.status, retry_after=retry_after)
-            raise Forbidden(msg)  # 403 and any other refusal of what we asked
-    except TokenRequestError:
-        raise
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise AppServerUnavailable(f"AppServer unreachable: {type(exc).__name__}") from None
+        creds = await ask_token(
+            session,
+            adapter or BUILTIN,
+            base_url,
+            client,
+            timeout_s=request_timeout,
+            now_ms=now_ms,
+        )
+    except AskError as exc:
+        raise _sdk_error(exc) from None
+    return grant_from_credentials(creds, actions=actions, resources=resources)

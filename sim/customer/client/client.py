@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import aiohttp
 
+from sim.customer.adapter import Adapter
 from sim.shared.clock import Clock, TimerHandle
 from sim.shared.protocol import (
     SYS_EXPIRE_NOTICE,
@@ -91,8 +92,9 @@ ClientState = Literal["idle", "connecting", "connected", "backoff", "refused", "
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """One client.  ``account``/``secret`` authenticate it to the AppServer (HTTP Basic);
-    ``account`` defaults to the MQTT ``client_id``."""
+    """One client.  ``account``/``secret`` authenticate it to the AppServer (HTTP Basic
+    for the reference AppServer; however ``adapter`` says for another); ``account``
+    defaults to the MQTT ``client_id``."""
 
     client_id: str
     secret: str = field(repr=False)
@@ -124,6 +126,9 @@ class ClientConfig:
     #: makes the MQTT connection of each session attempt (default: gmqtt's); a test
     #: injects a recording or fake one here
     transport: ConnectionFactory = Connection
+    #: how to ask the AppServer for a token (docs/your-appserver.md); None: the built-in
+    #: adapter, the reference AppServer's ``POST /v1/tokens``
+    adapter: Adapter | None = None
 
     def __post_init__(self) -> None:
         validate_client_id(self.client_id)
@@ -441,6 +446,9 @@ class TokenClient:
                 resources=cfg.resources,
                 actions=cfg.actions,
                 request_timeout=cfg.request_timeout,
+                client_id=cfg.client_id,
+                adapter=cfg.adapter,
+                now_ms=self.clock.now_ms,
             )
         except TokenRequestError as exc:
             self.counters.token_request_failures += 1
