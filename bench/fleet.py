@@ -33,9 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _proc import cpu_seconds, rss_kb
-
 from sim.shared.limits import raise_nofile_limit
+from sim.shared.procstats import cpu_seconds, rss_kb
 
 
 def _free_ports(n: int) -> list[int]:

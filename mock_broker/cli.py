@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from sim.shared.clock import (
     clock_spec_from_args,
 )
 from sim.shared.limits import raise_nofile_limit
+from sim.shared.shutdown import until_stopped
 
 from .config import BrokerConfig, parse_bool
 from .errors import MockBrokerError
@@ -145,10 +145,6 @@ async def _serve(config: BrokerConfig, spec: ClockSpec) -> None:
         # amqtt logs two INFO lines per connection; a storm would drown the log.
         logging.getLogger("amqtt").setLevel(logging.WARNING)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     clock = clock_from_spec(spec)
     follower = None
     if isinstance(clock, ManualClock) and config.authserver_url:
@@ -169,7 +165,7 @@ async def _serve(config: BrokerConfig, spec: ClockSpec) -> None:
                 f" ({auth}, {config.profile} profile)",
                 flush=True,
             )
-            await stop.wait()
+            await until_stopped()
             for line in broker.fidelity().lines():
                 print(line, flush=True)
     finally:
