@@ -20,8 +20,9 @@ from sim.customer.appserver.config import AppServerConfig
 from sim.customer.appserver.runner import AppServerHandle, run_appserver
 from sim.customer.appserver.upstream import LegacyTokenClient, OpenApiRevokeClient
 from sim.shared.clock import ManualClock
+from sim.shared.waiting import wait_until
 
-from .conftest import CHEAP, until
+from .conftest import CHEAP
 from .wire import (
     WIDE,
     ask,
@@ -107,7 +108,11 @@ async def test_disabling_many_accounts_sends_at_most_the_limit_per_window(
             assert await sent_after(http, auth.url, 10) == 10
             clock.advance(1.0)
             assert await sent_after(http, auth.url, 12) == 12
-            await until(lambda: len(app.service.revocations) == 0)
+            await wait_until(
+                lambda: len(app.service.revocations) == 0,
+                timeout=10,
+                what="len(app.service.revocations) == 0",
+            )
             assert await revokes_seen(http, auth.url, code="200") == 12
             assert [await token_status(http, auth.url, t) for t in tokens] == ["revoked"] * 12
             assert await total(http, app.url, "appserver_upstream_revokes_total", result="ok") == 12
@@ -126,7 +131,11 @@ async def test_legacy_revoke_keeps_one_per_minute(tmp_path: Path) -> None:
             assert await sent_after(http, auth.url, 1) == 1
             drain = app.service.revocations
             clock.advance(59.9)
-            await until(lambda: drain.parked_until == t0 + 60 and drain.pending.in_flight == 0)
+            await wait_until(
+                lambda: drain.parked_until == t0 + 60 and drain.pending.in_flight == 0,
+                timeout=10,
+                what="drain.parked_until == t0 + 60 and drain.pending.in_flight == 0",
+            )
             assert await revokes_seen(http, auth.url) == 1  # not before the minute is over
             clock.advance(0.1)
             assert await sent_after(http, auth.url, 2) == 2
@@ -143,7 +152,11 @@ async def test_a_configured_limit_replaces_the_documented_one(tmp_path: Path) ->
             assert await sent_after(http, auth.url, 2) == 2
             clock.advance(5)
             drain = app.service.revocations
-            await until(lambda: drain.parked_until is not None and drain.parked_until < math.inf)
+            await wait_until(
+                lambda: drain.parked_until is not None and drain.parked_until < math.inf,
+                timeout=10,
+                what="drain.parked_until is not None and drain.parked_until < math.inf",
+            )
             assert await revokes_seen(http, auth.url) == 2
             clock.advance(5)
             assert await sent_after(http, auth.url, 4) == 4
@@ -180,7 +193,11 @@ async def test_a_throttled_revoke_is_retried_later_even_after_a_restart(
 
             await eventually(throttled, within=5)
             drain = app.service.revocations
-            await until(lambda: drain.parked_until is not None and drain.parked_until < math.inf)
+            await wait_until(
+                lambda: drain.parked_until is not None and drain.parked_until < math.inf,
+                timeout=10,
+                what="drain.parked_until is not None and drain.parked_until < math.inf",
+            )
             # Backed off by about one window of the limit (jittered: at least half of it),
             # and the schedule is in the store.
             [queued] = app.service.store.load_pending()
@@ -193,12 +210,16 @@ async def test_a_throttled_revoke_is_retried_later_even_after_a_restart(
         # The queue survives a restart, with its schedule.
         async with run_appserver(config, clock=clock) as app:
             drain = app.service.revocations
-            await until(lambda: drain.parked_until is not None and drain.parked_until < math.inf)
+            await wait_until(
+                lambda: drain.parked_until is not None and drain.parked_until < math.inf,
+                timeout=10,
+                what="drain.parked_until is not None and drain.parked_until < math.inf",
+            )
             assert drain.parked_until == pytest.approx(retry_at, abs=0.001)
             assert await revokes_seen(http, auth.url) == 1
             clock.set(retry_at)
             assert await sent_after(http, auth.url, 2) == 2
-            await until(lambda: len(drain) == 0)
+            await wait_until(lambda: len(drain) == 0, timeout=10, what="len(drain) == 0")
             assert await token_status(http, auth.url, token) == "revoked"
 
 
