@@ -1,6 +1,6 @@
 """The raw CONNECT/CONNACK rate of a broker, measured with the SDK's own MQTT transport.
 
-The baseline of the reconnect storm (docs/scenarios.md: "all back within 1.3 × N ÷ the
+The baseline of the reconnect storm (docs/scenarios.md: "all back within 1.3 x N / the
 raw connect rate of the same broker, measured first in the same run"): N plain connections
 with one valid token, opened through :class:`sim.customer.client.transport.Connection` (the same
 client library and code path as the SDK's), no AppServer, no store, no backoff, at most

@@ -72,6 +72,10 @@ PARTS: tuple[Part, ...] = get_args(Part)
 REBIND_TIMEOUT_S = 10.0
 #: Rounds of "run what woke, fire the timers that fell due meanwhile" in one advance.
 MAX_SETTLE_ROUNDS = 1000
+#: Busy loop turns after which :meth:`StackHandle.advance` stops waiting for an idle
+#: loop: a task of the caller's that never waits (a publisher in a tight loop) keeps it
+#: busy for ever.  The stack's own chains of wake-ups take 40 turns at most.
+ADVANCE_MAX_TURNS = 1000
 
 
 @dataclass(frozen=True)
@@ -293,22 +297,31 @@ class StackHandle:
 
     async def advance(self, seconds: float) -> int:
         """Advance the manual clock of every part; return once what it woke has run (see
-        :meth:`idle`).  Returns the number of timers fired."""
+        :meth:`idle`), or -- when a task of the caller's keeps the loop busy for ever --
+        after :data:`ADVANCE_MAX_TURNS` loop turns.  Returns the number of timers fired."""
         fired = self.manual_clock.advance(seconds)
-        return fired + await self.idle()
+        return fired + await self.idle(max_turns=ADVANCE_MAX_TURNS)
 
-    async def idle(self, *, timeout: float = 30.0) -> int:  # noqa: ASYNC109 - a hang guard
+    async def idle(
+        self,
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109 - a hang guard, not a cancel scope
+        max_turns: int | None = None,
+    ) -> int:
         """Wait until nothing in this process can make progress without a timer or an
         outside peer: the tasks that were woken, the messages they sent to in-process
         parts and the thread-pool jobs they started have all run.  On a manual clock,
         timers that fell due meanwhile (scheduled at or before "now") fire too, and the
-        wait repeats; returns how many fired.  ``timeout`` (real seconds) only guards
-        against a loop that never rests (:class:`~sim.harness.errors.LoopNotIdle`)."""
+        wait repeats; returns how many fired.  A loop that never rests raises
+        :class:`~sim.harness.errors.LoopNotIdle` after ``timeout`` real seconds, or,
+        with ``max_turns``, is left busy after that many loop turns
+        (:func:`~sim.harness.idle.wait_idle`)."""
         from .idle import wait_idle
 
         fired = 0
         for _ in range(MAX_SETTLE_ROUNDS):
-            await wait_idle(timeout=timeout)
+            if not await wait_idle(timeout=timeout, max_turns=max_turns):
+                return fired  # busy for ever: what the clock woke had its turns
             more = self.clock.advance(0) if isinstance(self.clock, ManualClock) else 0
             if not more:
                 return fired

@@ -100,5 +100,8 @@ async def test_a_loop_that_never_rests_is_an_error() -> None:
     try:
         with pytest.raises(LoopNotIdle, match="did not go idle"):
             await wait_idle(timeout=0.2)
+        # ... or, asked to, gives up after a number of loop turns (not of seconds).
+        assert await wait_idle(timeout=30, max_turns=50) is False
     finally:
         spinner.cancel()
+    assert await wait_idle(max_turns=50) is True

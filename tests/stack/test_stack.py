@@ -157,6 +157,30 @@ async def test_advance_returns_once_what_it_woke_has_run(
     assert client.counters.connects == 1  # refreshed in session
 
 
+async def test_advance_returns_when_the_test_keeps_the_loop_busy(
+    mqtt_stack: SimStack, mqtt_client_factory: Any
+) -> None:
+    """A publisher of the test's own never lets the loop rest: advance() still returns
+    (after a bounded number of loop turns), and the refresh completes meanwhile."""
+    client = await mqtt_client_factory("GID_t@@@busy", resources=("t/#",), mode="upload")
+    old = client.token
+    assert old is not None
+    stop = asyncio.Event()
+
+    async def publisher() -> None:
+        while not stop.is_set():
+            await client.publish("t/load", b"x", qos=0)
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(publisher())
+    try:
+        await mqtt_stack.advance(old.expire_at - mqtt_stack.clock.now() - 250)
+        await mqtt_stack.eventually(lambda: client.counters.refreshes_upload == 1, what="upload")
+    finally:
+        stop.set()
+        await task
+
+
 async def test_advance_fires_timers_that_woken_tasks_set_for_now(tmp_path: Path) -> None:
     """A task the advance woke schedules a timer at the (new) current time, after the
     clock's own sweep: the stack's advance fires that one too, and runs what it wakes."""
