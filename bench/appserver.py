@@ -61,13 +61,13 @@ asyncio.run(main())
 STACK = """
 import asyncio, sys
 from sim.harness.stack import StackConfig, run_stack
-from sim.shared.shutdown import until_stopped
+from sim.shared.shutdown import stop_requested
 
 async def main(data_dir):
     config = StackConfig(data_dir=data_dir, without={"broker"}, dev_client=False)
-    async with run_stack(config.with_free_ports()) as stack:
+    async with stop_requested() as stop, run_stack(config.with_free_ports()) as stack:
         print("listening on %s %s" % (stack.appserver_url, stack.authserver_url), flush=True)
-        await until_stopped()
+        await stop.wait()
 
 asyncio.run(main(sys.argv[1]))
 """

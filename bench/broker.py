@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sim.shared.procstats import cpu_seconds, rss_kb  # noqa: E402
-from sim.shared.shutdown import until_stopped  # noqa: E402
+from sim.shared.shutdown import StopRequest, stop_requested  # noqa: E402
 from tests.broker.rawmqtt import connect_packet, packet  # noqa: E402
 
 KINDS = ("token", "open", "stock")
@@ -45,6 +45,11 @@ USER = "Token|dev-ak|mqtt-dev"
 
 
 async def _serve(kind: str) -> None:
+    async with stop_requested() as stop:
+        await _serve_until(kind, stop)
+
+
+async def _serve_until(kind: str, stop: StopRequest) -> None:
     if kind == "stock":
         from amqtt.broker import Broker
 
@@ -59,7 +64,7 @@ async def _serve(kind: str) -> None:
         await broker.start()
         port = broker._servers["default"].instance.sockets[0].getsockname()[1]
         print(port, flush=True)
-        await until_stopped()
+        await stop.wait()
         await broker.shutdown()
         return
     from mock_broker.authority import TokenAuthority
@@ -73,7 +78,7 @@ async def _serve(kind: str) -> None:
     config = BrokerConfig(port=0, auth_enabled=kind == "token")
     async with run_broker(config, authority=authority) as broker:
         print(broker.port, flush=True)
-        await until_stopped()
+        await stop.wait()
 
 
 # -- the load generator ------------------------------------------------------------------------

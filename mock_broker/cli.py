@@ -20,7 +20,7 @@ from sim.shared.clock import (
     clock_spec_from_args,
 )
 from sim.shared.limits import raise_nofile_limit
-from sim.shared.shutdown import until_stopped
+from sim.shared.shutdown import stop_requested
 
 from .config import BrokerConfig, parse_bool
 from .errors import MockBrokerError
@@ -150,7 +150,7 @@ async def _serve(config: BrokerConfig, spec: ClockSpec) -> None:
     if isinstance(clock, ManualClock) and config.authserver_url:
         follower = asyncio.create_task(_follow_manual_clock(clock, config.authserver_url))
     try:
-        async with run_broker(config, clock) as broker:
+        async with stop_requested() as stop, run_broker(config, clock) as broker:
             extra = []
             if broker.ws_port is not None:
                 extra.append(f"ws://{config.host}:{broker.ws_port}")
@@ -165,7 +165,7 @@ async def _serve(config: BrokerConfig, spec: ClockSpec) -> None:
                 f" ({auth}, {config.profile} profile)",
                 flush=True,
             )
-            await until_stopped()
+            await stop.wait()
             for line in broker.fidelity().lines():
                 print(line, flush=True)
     finally:

@@ -35,7 +35,7 @@ from sim.harness.errors import AdminError
 from sim.harness.stack import PARTS, Part, StackConfig, run_stack
 from sim.shared.clock import Clock, ClockSpec, ScaledClock, SystemClock
 from sim.shared.procstats import cpu_seconds
-from sim.shared.shutdown import until_stopped
+from sim.shared.shutdown import stop_requested
 
 from .env import Endpoints, Environment, endpoints_of
 from .errors import StackUnavailable
@@ -122,7 +122,7 @@ async def subprocess_environment(
 
 
 async def _child(config: StackConfig) -> None:
-    async with run_stack(config) as stack:
+    async with stop_requested() as stop, run_stack(config) as stack:
 
         async def kick(_r: web.Request) -> web.Response:
             return web.json_response({"kicked": await stack.kick_all()})
@@ -157,7 +157,7 @@ async def _child(config: StackConfig) -> None:
             loop = asyncio.get_running_loop()
             reader = asyncio.StreamReader()
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-            await until_stopped(reader.read())
+            await stop.wait(reader.read())
         finally:
             await runner.cleanup()
 

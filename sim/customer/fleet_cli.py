@@ -20,7 +20,7 @@ from typing import Any
 
 from sim.shared.limits import raise_nofile_limit
 from sim.shared.procstats import cpu_seconds, rss_kb
-from sim.shared.shutdown import stop_requested
+from sim.shared.shutdown import StopRequest, stop_requested
 from sim.shared.stats import percentile
 
 __all__ = ["add_arguments", "run"]
@@ -201,7 +201,7 @@ async def _run(config: Any, args: argparse.Namespace) -> int:
         return await _run_until(config, args, stop)
 
 
-async def _run_until(config: Any, args: argparse.Namespace, stop: asyncio.Event) -> int:
+async def _run_until(config: Any, args: argparse.Namespace, stop: StopRequest) -> int:
     from sim.customer.fleet import Fleet
 
     clock = await _clock_for(args.authserver)

@@ -24,7 +24,7 @@ from sim.shared.devaccount import (
     DEV_SECRET_KEY,
 )
 from sim.shared.limits import raise_nofile_limit
-from sim.shared.shutdown import until_stopped
+from sim.shared.shutdown import stop_requested
 
 if TYPE_CHECKING:  # pragma: no cover - the stack imports every part: only when run
     from sim.harness.stack import StackConfig, StackHandle
@@ -149,9 +149,9 @@ def _banner(stack: StackHandle) -> str:
 async def _serve(config: StackConfig) -> int:
     from sim.harness.stack import run_stack
 
-    async with run_stack(config) as stack:
+    async with stop_requested() as stop, run_stack(config) as stack:
         print(_banner(stack), flush=True)
-        await until_stopped()
+        await stop.wait()
         print("stopping ...", flush=True)
     print("stopped; data flushed to", stack.data_dir.resolve(), flush=True)
     return 0

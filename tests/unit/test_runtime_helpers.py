@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from sim.shared.procstats import cpu_seconds, rss_kb
-from sim.shared.shutdown import stop_requested, until_stopped
+from sim.shared.shutdown import stop_requested
 from sim.shared.waiting import WaitTimeout, wait_until
 
 
@@ -45,17 +45,21 @@ async def test_stop_requested_is_set_by_sigterm_and_the_handler_is_removed() -> 
     assert loop.remove_signal_handler(signal.SIGTERM) is False
 
 
-async def test_until_stopped_also_ends_when_another_awaitable_does() -> None:
-    assert await until_stopped(asyncio.sleep(0)) == "done"
+async def test_a_stop_wait_also_ends_when_another_awaitable_does() -> None:
+    async with stop_requested() as stop:
+        assert await stop.wait(asyncio.sleep(0)) == "done"
+        stop.set()
+        assert await stop.wait(asyncio.sleep(3600)) == "signal"
 
 
 def test_a_process_stopped_by_sigterm_exits_cleanly(tmp_path) -> None:
     code = (
         "import asyncio, sys\n"
-        "from sim.shared.shutdown import until_stopped\n"
+        "from sim.shared.shutdown import stop_requested\n"
         "async def main():\n"
-        "    print('ready', flush=True)\n"
-        "    print(await until_stopped(), flush=True)\n"
+        "    async with stop_requested() as stop:\n"
+        "        print('ready', flush=True)\n"
+        "        print(await stop.wait(), flush=True)\n"
         "asyncio.run(main())\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
