@@ -243,8 +243,9 @@ class AppServerAdmin(_Api):
         return await self._object("PUT", self._path(client_id), body=body)
 
     async def disable_account(self, client_id: str) -> dict[str, Any]:
-        """Disable an account (it stays, refused with 403); its tokens are revoked at
-        the AuthServer.  The answer counts them (``revoked``, ``pending``)."""
+        """Disable an account (it stays, refused with 403); its tokens are dropped and
+        queued for revocation at the AuthServer (``dropped``, ``queued`` in the answer;
+        docs/appserver.md)."""
         return await self.put_account(client_id, enabled=False)
 
     async def enable_account(self, client_id: str) -> dict[str, Any]:

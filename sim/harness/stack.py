@@ -344,12 +344,15 @@ class StackHandle:
         timeout: float = 30.0,  # noqa: ASYNC109 - a hang guard the error names
     ) -> int:
         """Wait until the broker has applied the AuthServer's revocation feed up to
-        ``seq`` (default: the AuthServer's position now), then until the stack is idle,
-        so that what the broker does about it (closing sessions) has happened too.
+        ``seq``, then until the stack is idle, so that what the broker does about it
+        (closing sessions) has happened too.  By default ``seq`` is the AuthServer's
+        position once the stack is idle: after what in-process work was sending it (the
+        AppServer's revocation queue, as far as its rate limit lets it go now).
         ``timeout`` (real seconds) only guards against a feed that never arrives."""
         if self.broker is None:
             raise self._missing("broker")
         if seq is None:
+            await self.idle()
             seq = await self.admin.authserver.feed_position()
         target = seq
 
