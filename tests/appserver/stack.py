@@ -133,7 +133,7 @@ async def stack(clock: Clock, tmp_path: Path, **overrides: Any) -> AsyncIterator
     config = (
         StackConfig(data_dir=tmp_path / "stack", without=frozenset({"broker"}), dev_client=False)
         .with_free_ports()
-        .with_appserver(password_hash_cost=CHEAP, seed=1, **overrides)
+        .with_appserver(**{"password_hash_cost": CHEAP, "seed": 1, **overrides})
     )
     async with run_stack(config, clock=clock) as handle:
         yield Stack(handle)
