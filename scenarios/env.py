@@ -125,6 +125,11 @@ class Environment:
         self.stack = stack
 
     @property
+    def levers(self) -> Levers | None:
+        """The levers of a stack this run started; None on external endpoints."""
+        return self._levers
+
+    @property
     def embedded(self) -> bool:
         """Whether the run started the stack (in this process or a child)."""
         return self._levers is not None

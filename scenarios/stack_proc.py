@@ -7,10 +7,11 @@ one core.  Real fleets and brokers never share a CPU.  With the stack in a child
 process each side gets a core, and the raw connect baseline (measured from the scenario
 process) and the storm are measured across the same process boundary.
 
-Child: ``python -m scenarios.stack_proc CONFIG_JSON`` (a :class:`StackConfig` in its
-JSON form, clock included) starts the stack plus a loopback control app, prints one
-JSON line ``{"endpoints": {...}, "control": url}`` on stdout and runs until its stdin
-closes (the parent went away) or SIGTERM/SIGINT.
+Child: ``python -m scenarios.stack_proc`` reads one line from stdin, a
+:class:`StackConfig` in its JSON form (clock included; on stdin, not the command line,
+because it holds the AppServer's AccessKey secret), starts the stack plus a loopback
+control app, prints one JSON line ``{"endpoints": {...}, "control": url}`` on stdout
+and runs until its stdin closes (the parent went away) or SIGTERM/SIGINT.
 
 Control API (loopback, free port): ``POST /kick`` (the broker drops every client),
 ``POST /restart/{part}`` (``broker``, ``appserver``, ``authserver``), ``GET /health``.
@@ -51,11 +52,12 @@ class _ChildLevers:
     def __init__(self, admin: AdminClient, control: str, pid: int):
         self._admin = admin
         self._control = control
-        self._pid = pid
+        #: The child process.
+        self.pid = pid
 
     def cpu_seconds(self) -> float | None:
         try:
-            return cpu_seconds(self._pid)
+            return cpu_seconds(self.pid)
         except OSError:
             return None
 
@@ -91,13 +93,15 @@ async def subprocess_environment(
         sys.executable,
         "-m",
         "scenarios.stack_proc",
-        json.dumps(replace(config, clock=spec).to_json()),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        assert proc.stdout is not None
+        assert proc.stdin is not None and proc.stdout is not None
+        # stdin stays open: its end tells the child that this process went away.
+        proc.stdin.write(json.dumps(replace(config, clock=spec).to_json()).encode() + b"\n")
+        await proc.stdin.drain()
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), _STARTUP_TIMEOUT_S)
             hello = json.loads(line)
@@ -162,7 +166,7 @@ async def _child(config: StackConfig) -> None:
             await runner.cleanup()
 
 
-def main(argv: list[str]) -> int:
+def main() -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -170,8 +174,8 @@ def main(argv: list[str]) -> int:
 
     raise_nofile_limit(1 << 20)  # the broker holds one socket per client
     try:
-        config = StackConfig.from_json(json.loads(argv[0]))
-    except (IndexError, ValueError, KeyError, TypeError) as exc:
+        config = StackConfig.from_json(json.loads(sys.stdin.buffer.readline()))
+    except (ValueError, KeyError, TypeError) as exc:
         print(f"scenarios.stack_proc: bad configuration: {exc}", file=sys.stderr)
         return 2
     try:
@@ -183,4 +187,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
