@@ -220,12 +220,10 @@ class TestStack:
             .with_appserver(
                 token_ttl_s=TTL_S,
                 refresh_margin_s=MARGIN_S,
-                # The model has no breaker, no apply drain and no revocation rate limit
-                # (revocations are instant once the feed has them): out of the way.
+                # The model has no breaker nor drain: keep them out of the way.
                 breaker_failures=1_000_000,
                 drain_burst=100_000,
                 drain_rate_per_s=1_000_000.0,
-                revoke_limit=1_000_000,
                 upstream_timeout_s=HANG_S,
                 retry_after_s=1.0,
                 # Nor a revocation queue: the AppServer revokes at once (its default
