@@ -201,6 +201,30 @@ class AuthServerAdmin(_Api):
     async def delete_account(self, access_key_id: str) -> None:
         await self._call("DELETE", f"/admin/accounts/{quote(access_key_id, safe='')}")
 
+    # -- instances and their parent topics (docs/authserver.md) --------------------------
+    async def instances(self) -> list[dict[str, Any]]:
+        """Every instance: ``{"instance_id", "owners", "parent_topics"}``."""
+        return list((await self._object("GET", "/admin/instances"))["instances"])
+
+    async def instance(self, instance_id: str) -> dict[str, Any]:
+        return await self._object("GET", self._topics(instance_id))
+
+    async def set_parent_topics(self, instance_id: str, topics: Iterable[str]) -> dict[str, Any]:
+        """Replace the instance's parent topics."""
+        body = {"parent_topics": list(topics)}
+        return await self._object("PUT", self._topics(instance_id), body=body)
+
+    async def add_parent_topic(self, instance_id: str, parent: str) -> dict[str, Any]:
+        path = f"{self._topics(instance_id)}/{quote(parent, safe='')}"
+        return await self._object("PUT", path)
+
+    async def remove_parent_topic(self, instance_id: str, parent: str) -> None:
+        await self._call("DELETE", f"{self._topics(instance_id)}/{quote(parent, safe='')}")
+
+    @staticmethod
+    def _topics(instance_id: str) -> str:
+        return f"/admin/instances/{quote(instance_id, safe='')}/topics"
+
 
 class AppServerAdmin(_Api):
     """The reference AppServer's admin API (client accounts, metrics)."""

@@ -48,6 +48,12 @@ async def test_authserver_calls(stack: StackHandle) -> None:
     assert await auth.feed_position() > seq
     assert (await auth.account("ak2"))["enabled"] is False
     await auth.delete_account("ak2")
+    await auth.set_parent_topics(DEV_INSTANCE, ["dev", "fleet"])
+    await auth.add_parent_topic(DEV_INSTANCE, "extra")
+    assert (await auth.instance(DEV_INSTANCE))["parent_topics"] == ["dev", "extra", "fleet"]
+    await auth.remove_parent_topic(DEV_INSTANCE, "extra")
+    [dev] = [i for i in await auth.instances() if i["instance_id"] == DEV_INSTANCE]
+    assert sorted(dev["parent_topics"]) == ["dev", "fleet"]
     assert (await auth.bootstrap())["accounts"][0]["instances"] == [DEV_INSTANCE]
     metrics = await auth.metrics()
     assert "mqtt_authserver_requests_total" in metrics.names() or metrics.names()
