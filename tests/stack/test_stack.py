@@ -135,9 +135,9 @@ async def test_disable_keeps_the_account_delete_removes_it(stack: StackHandle) -
 
 async def test_plugin_disable_account_disables(mqtt_stack: SimStack) -> None:
     """The plugin's ``disable_account`` used to DELETE the account."""
-    await mqtt_stack.create_account("GID_t@@@dis", "pw", ("t/#",))
-    await mqtt_stack.disable_account("GID_t@@@dis")
-    account = await mqtt_stack.admin.appserver.account("GID_t@@@dis")
+    await mqtt_stack.create_account("GID_test@@@dis", "pw", ("test/#",))
+    await mqtt_stack.disable_account("GID_test@@@dis")
+    account = await mqtt_stack.admin.appserver.account("GID_test@@@dis")
     assert account["enabled"] is False
 
 
@@ -147,7 +147,7 @@ async def test_advance_returns_once_what_it_woke_has_run(
     """Into the refresh window: the SDK's timer fires, it asks the AppServer (which
     applies at the AuthServer), uploads the new token to the broker, gets the PUBACK
     and stores it -- all done when ``advance`` returns, without polling."""
-    client = await mqtt_client_factory("GID_t@@@adv", resources=("t/#",), mode="upload")
+    client = await mqtt_client_factory("GID_test@@@adv", resources=("test/#",), mode="upload")
     old = client.token
     assert old is not None
     fired = await mqtt_stack.advance(old.expire_at - mqtt_stack.clock.now() - 250)
@@ -162,14 +162,14 @@ async def test_advance_returns_when_the_test_keeps_the_loop_busy(
 ) -> None:
     """A publisher of the test's own never lets the loop rest: advance() still returns
     (after a bounded number of loop turns), and the refresh completes meanwhile."""
-    client = await mqtt_client_factory("GID_t@@@busy", resources=("t/#",), mode="upload")
+    client = await mqtt_client_factory("GID_test@@@busy", resources=("test/#",), mode="upload")
     old = client.token
     assert old is not None
     stop = asyncio.Event()
 
     async def publisher() -> None:
         while not stop.is_set():
-            await client.publish("t/load", b"x", qos=0)
+            await client.publish("test/load", b"x", qos=0)
             await asyncio.sleep(0)
 
     task = asyncio.create_task(publisher())
