@@ -1,4 +1,4 @@
-"""Benchmark of the reference AppServer (issue 4), baselines measured in the same run.
+"""Benchmark of the reference AppServer (docs/appserver.md), baselines measured in the same run.
 
 1. Cache-hit ``POST /v1/tokens`` requests/s against an aiohttp hello-world answering the
    same requests (same path, headers and body; it only reads the body and returns a
@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import os
 import statistics
 import subprocess
 import sys
@@ -31,9 +30,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sim.harness.admin import AdminClient  # noqa: E402
+from sim.shared.procstats import cpu_seconds  # noqa: E402
 
 HELLO = """
 import asyncio
@@ -58,19 +60,14 @@ asyncio.run(main())
 
 STACK = """
 import asyncio, sys
-from pathlib import Path
-from mock_authserver.config import AuthServerConfig
-from mock_authserver.runner import run_authserver
-from sim.customer.appserver.config import AppServerConfig
-from sim.customer.appserver.runner import run_appserver
+from sim.harness.stack import StackConfig, run_stack
+from sim.shared.shutdown import stop_requested
 
 async def main(data_dir):
-    async with run_authserver(AuthServerConfig(port=0, data_dir=Path(data_dir) / "auth")) as auth:
-        config = AppServerConfig(port=0, authserver_url=auth.url,
-                                 data_dir=Path(data_dir) / "app")
-        async with run_appserver(config) as app:
-            print("listening on %s %s" % (app.url, auth.url), flush=True)
-            await asyncio.Event().wait()
+    config = StackConfig(data_dir=data_dir, without={"broker"}, dev_client=False)
+    async with stop_requested() as stop, run_stack(config.with_free_ports()) as stack:
+        print("listening on %s %s" % (stack.appserver_url, stack.authserver_url), flush=True)
+        await stop.wait()
 
 asyncio.run(main(sys.argv[1]))
 """
@@ -95,12 +92,6 @@ def serve(code: str, *args: str) -> Iterator[tuple[int, list[str]]]:
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def load(url: str, duration: float, workers: int, pid: int) -> tuple[float, int, float]:
@@ -132,29 +123,23 @@ async def load(url: str, duration: float, workers: int, pid: int) -> tuple[float
     return done / elapsed, errors, cpu / max(done, 1)
 
 
-async def put_account(http: aiohttp.ClientSession, url: str) -> None:
-    async with http.put(
-        f"{url}/admin/accounts/{CLIENT_ID}", json={"secret": SECRET, "grants": GRANTS}
-    ) as resp:
-        assert resp.status in (200, 201), await resp.text()
+async def put_account(admin: AdminClient) -> None:
+    await admin.appserver.put_account(CLIENT_ID, secret=SECRET, grants=GRANTS)
 
 
-async def applies(http: aiohttp.ClientSession, auth_url: str) -> float:
-    async with http.get(f"{auth_url}/admin/metrics") as resp:
-        text = await resp.text()
-    return sum(
-        s.value
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-        if s.name == "mqtt_authserver_requests_total" and s.labels.get("operation") == "apply"
-    )
+async def applies(admin: AdminClient) -> float:
+    metrics = await admin.authserver.metrics()
+    return metrics.total("mqtt_authserver_requests_total", operation="apply")
 
 
 async def storm(url: str, auth_url: str, asks: int) -> tuple[float, dict[int, int], float]:
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        await put_account(http, url)
-        before = await applies(http, auth_url)
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        AdminClient(auth_url, url) as admin,
+    ):
+        await put_account(admin)
+        before = await applies(admin)
         body = {"resources": ["bench/storm"], "actions": "R"}
 
         async def ask() -> int:
@@ -168,7 +153,7 @@ async def storm(url: str, auth_url: str, asks: int) -> tuple[float, dict[int, in
         counts: dict[int, int] = {}
         for s in statuses:
             counts[s] = counts.get(s, 0) + 1
-        return await applies(http, auth_url) - before, counts, elapsed
+        return await applies(admin) - before, counts, elapsed
 
 
 def verification() -> tuple[float, float]:
@@ -209,8 +194,8 @@ async def main() -> None:
         serve(HELLO) as (hello_pid, (hello_url,)),
         serve(STACK, tmp) as (app_pid, (url, _)),
     ):
-        async with aiohttp.ClientSession() as http:
-            await put_account(http, url)
+        async with AdminClient(None, url) as admin:
+            await put_account(admin)
         per_round = args.duration / args.rounds
         for _ in range(args.rounds):
             rps, err, cpu = await load(hello_url, per_round, args.workers, hello_pid)

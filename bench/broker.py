@@ -1,7 +1,7 @@
 """Benchmark: CONNECT/CONNACK rate and memory per idle connection of the token broker,
 against the same broker with auth off and against stock amqtt 0.12.1, in one run.
 
-Targets (issue 3): token auth / auth off >= 0.95; token auth / stock amqtt >= 1.3;
+Targets (docs/broker.md): token auth / auth off >= 0.95; token auth / stock amqtt >= 1.3;
 memory per idle connection ours / stock <= 1.2.
 
 Each broker runs in its own process (``python bench/broker.py serve KIND``), the load
@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _proc import rss_kb  # noqa: E402
-
+from sim.shared.procstats import cpu_seconds, rss_kb  # noqa: E402
+from sim.shared.shutdown import StopRequest, stop_requested  # noqa: E402
 from tests.broker.rawmqtt import connect_packet, packet  # noqa: E402
 
 KINDS = ("token", "open", "stock")
@@ -45,9 +45,11 @@ USER = "Token|dev-ak|mqtt-dev"
 
 
 async def _serve(kind: str) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    async with stop_requested() as stop:
+        await _serve_until(kind, stop)
+
+
+async def _serve_until(kind: str, stop: StopRequest) -> None:
     if kind == "stock":
         from amqtt.broker import Broker
 
@@ -110,12 +112,6 @@ async def _one_connect(port: int, payload: bytes) -> None:
         raise RuntimeError(f"CONNACK refused: {head!r}")
     writer.write(packet(14, 0, b""))
     writer.close()
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (``/proc/PID/stat``), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _rate(kind: str, port: int, duration: float, workers: int) -> float:
@@ -204,11 +200,11 @@ async def _load_main(
     rate = cpu_rate = 0.0
     if duration > 0:
         await _rate(kind, port, 0.5, workers)  # warm-up
-        cpu0 = _cpu_seconds(pid)
+        cpu0 = cpu_seconds(pid)
         rate = await _rate(kind, port, duration, workers)
         # Connects per CPU-second of the broker: what the broker costs, whatever else
         # the (shared) machine is doing meanwhile.
-        cpu_rate = rate * duration / max(_cpu_seconds(pid) - cpu0, 1e-9)
+        cpu_rate = rate * duration / max(cpu_seconds(pid) - cpu0, 1e-9)
     mem = await _idle_memory(kind, port, pid, idle) if idle else 0.0
     print(rate, cpu_rate, mem)
 

@@ -1,4 +1,4 @@
-"""How many token-aware SDK clients does one process hold? (issue 5: target >= 5,000)
+"""How many token-aware SDK clients does one process hold? (docs/sdk.md: target >= 5,000)
 
 Starts ``mqtt-token-sim up`` in a child process (fleet-friendly: scrypt cost 4, no
 AppServer drain limit), then, each in its own process so that memory figures do not mix:
@@ -33,9 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _proc import cpu_seconds, rss_kb
-
 from sim.shared.limits import raise_nofile_limit
+from sim.shared.procstats import cpu_seconds, rss_kb
 
 
 def _free_ports(n: int) -> list[int]:
@@ -52,16 +51,12 @@ async def _baseline(n: int, app: str, broker: str, idle: float) -> dict[str, flo
     import aiohttp
 
     from sim.customer.client.transport import Connection, parse_broker_url
+    from sim.harness.admin import AdminClient, ClientAccount
 
     async with aiohttp.ClientSession() as http:
-        account = {
-            "client_id": "GID_bench@@@owner",
-            "secret": "bench-secret",
-            "grants": [{"resources": ["bench/#"], "actions": "R,W"}],
-            "enabled": True,
-        }
-        async with http.post(f"{app}/admin/accounts:bulk", json={"accounts": [account]}) as r:
-            r.raise_for_status()
+        async with AdminClient(None, app, http=http) as admin:
+            owner = ClientAccount("GID_bench@@@owner", "bench-secret", ("bench/#",))
+            await admin.appserver.import_accounts([owner])
         auth = base64.b64encode(b"GID_bench@@@owner:bench-secret").decode()
         async with http.post(
             f"{app}/v1/tokens",

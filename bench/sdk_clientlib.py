@@ -23,9 +23,9 @@ import subprocess
 import sys
 import time
 
-from _proc import cpu_seconds, rss_kb
-
 from sim.shared.limits import raise_nofile_limit
+from sim.shared.procstats import cpu_seconds, rss_kb
+from sim.shared.stats import percentile
 
 LIBS = ("raw", "gmqtt", "aiomqtt")
 
@@ -111,8 +111,8 @@ async def _worker(lib: str, port: int, n: int, idle: float, concurrency: int) ->
         "connect_s": connect_s,
         "connects_per_s": n / connect_s,
         "connect_cpu_ms_per_conn": connect_cpu * 1000 / n,
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
         "rss_kb_per_conn": (rss1 - rss0) / n,
         "idle_cpu_pct": idle_cpu / idle * 100,
     }

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
 from sim.shared.clock import add_clock_arguments, clock_spec_from_args
 from sim.shared.httplimits import add_http_limit_arguments, http_limits_from_args
+from sim.shared.shutdown import stop_requested
 
 from .config import DEFAULT_PORT, AuthServerConfig, load_accounts_file
 from .ratelimit import OPERATIONS, WIRES, RateLimits, parse_rate
@@ -127,11 +127,7 @@ def config_from_args(args: argparse.Namespace) -> AuthServerConfig:
 async def _serve(config: AuthServerConfig) -> None:
     from .runner import run_authserver
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with run_authserver(config) as auth:
+    async with stop_requested() as stop, run_authserver(config) as auth:
         print(f"AuthServer listening on {auth.url} (data dir {config.data_dir})", flush=True)
         limits = config.rate_limits.describe()
         print("rate limits per account: " + ", ".join(f"{k} {v}" for k, v in limits.items()))

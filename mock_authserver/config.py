@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sim.shared.clockspec import ClockSpec
+from sim.shared.devaccount import DEV_ACCESS_KEY, DEV_INSTANCE, DEV_SECRET_KEY
 from sim.shared.httplimits import HttpLimits
 from sim.shared.protocol.errors import InvalidTopic
 from sim.shared.protocol.topics import validate_parent_topic
@@ -21,7 +22,6 @@ from .ratelimit import RateLimits
 __all__ = [
     "DEFAULT_PORT",
     "DEV_ACCOUNT",
-    "DEV_INSTANCE",
     "MAX_PARENT_TOPICS",
     "AccountSpec",
     "AccountsFile",
@@ -93,8 +93,7 @@ class InstanceSpec:
 
 
 #: The documented dev account, present in every fresh data dir.
-DEV_INSTANCE = "mqtt-dev"
-DEV_ACCOUNT = AccountSpec("dev-ak", "dev-sk", (DEV_INSTANCE,))
+DEV_ACCOUNT = AccountSpec(DEV_ACCESS_KEY, DEV_SECRET_KEY, (DEV_INSTANCE,))
 #: The dev instance's parent topics (docs/authserver.md): ``dev`` (the dev client's
 #: ``dev/#``), ``demo`` (the provider's demos), ``test``, ``fleet`` (the fleet's default
 #: prefix), ``devices``, ``locust``, ``bench`` and ``rawrate`` (load tools, benchmarks).

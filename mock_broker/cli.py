@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from sim.shared.clock import (
     clock_spec_from_args,
 )
 from sim.shared.limits import raise_nofile_limit
+from sim.shared.shutdown import stop_requested
 
 from .config import BrokerConfig, parse_bool
 from .errors import MockBrokerError
@@ -145,16 +145,12 @@ async def _serve(config: BrokerConfig, spec: ClockSpec) -> None:
         # amqtt logs two INFO lines per connection; a storm would drown the log.
         logging.getLogger("amqtt").setLevel(logging.WARNING)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     clock = clock_from_spec(spec)
     follower = None
     if isinstance(clock, ManualClock) and config.authserver_url:
         follower = asyncio.create_task(_follow_manual_clock(clock, config.authserver_url))
     try:
-        async with run_broker(config, clock) as broker:
+        async with stop_requested() as stop, run_broker(config, clock) as broker:
             extra = []
             if broker.ws_port is not None:
                 extra.append(f"ws://{config.host}:{broker.ws_port}")

@@ -3,11 +3,12 @@
 A scenario is a module with::
 
     NAME = "reconnect-storm"
-    DESCRIPTION = "..."
     DEFAULT_CLIENTS = 200
     CLOCK = "system" | "manual" | "scaled"        # what its embedded stack runs on
-    def embedded_options(params) -> EmbeddedOptions
+    def stack_config(params) -> StackConfig       # the stack it starts (scenario_stack())
     async def run(ctx: RunContext) -> None       # fills ctx.report
+
+(Its one-line description, for ``--help``, is in :data:`DESCRIPTIONS`.)
 
 :func:`run_scenario` builds the environment (embedded unless endpoints are given),
 samples the timeline (connected clients from the scenario, token requests and
@@ -18,7 +19,6 @@ upstream applies from the parts' metrics) and turns a crash into a failed report
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import importlib
 import logging
@@ -27,16 +27,16 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sim.harness.stack import StackConfig
 from sim.shared.clock import Clock, ManualClock, ScaledClock, SystemClock
 from sim.shared.limits import raise_nofile_limit
 
 from .env import (
-    EmbeddedOptions,
     Endpoints,
     Environment,
     embedded_environment,
@@ -197,9 +197,9 @@ async def run_scenario(
     t0 = time.monotonic()
     try:
         if endpoints is None:
-            options: EmbeddedOptions = module.embedded_options(params)
+            config: StackConfig = module.stack_config(params)
             if params.data_dir:
-                options = _with_data_dir(options, params.data_dir)
+                config = replace(config, data_dir=Path(params.data_dir))
             in_child = (
                 clock is None
                 and module.CLOCK != "manual"
@@ -209,10 +209,10 @@ async def run_scenario(
                 from .stack_proc import subprocess_environment
 
                 scale = _scale_for(module, params) if module.CLOCK == "scaled" else 1.0
-                env_cm: Any = subprocess_environment(options, scale=scale)
+                env_cm: Any = subprocess_environment(config, scale=scale)
                 report.params["stack"] = "embedded (child process)"
             else:
-                env_cm = embedded_environment(options, clock=clock or _clock_for(module, params))
+                env_cm = embedded_environment(config, clock=clock or _clock_for(module, params))
         else:
             env_cm = external_environment(endpoints, clock=clock)
         async with env_cm as env:
@@ -250,11 +250,3 @@ async def run_scenario(
         progress.close()
         report.duration_s = time.monotonic() - t0
     return report
-
-
-def _with_data_dir(options: EmbeddedOptions, data_dir: str) -> EmbeddedOptions:
-    from dataclasses import replace
-
-    with contextlib.suppress(TypeError):
-        return replace(options, data_dir=Path(data_dir))
-    return options  # pragma: no cover

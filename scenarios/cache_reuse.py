@@ -20,24 +20,28 @@ from __future__ import annotations
 
 import time
 
+from sim.harness.stack import StackConfig
+
 from .base import RunContext, ScenarioParams
-from .env import BULK_APPLIES, UNTHROTTLED, EmbeddedOptions, Unsupported
+from .env import BULK_APPLIES, UNTHROTTLED, scenario_stack
+from .errors import Unsupported
 from .population import Population
 from .report import Expectation
 
 NAME = "cache-reuse"
-DESCRIPTION = "client and AppServer restarts reuse persisted and cached tokens"
 DEFAULT_CLIENTS = 200
 CLOCK = "system"
 
 PHASES = ("first_start", "client_restart", "empty_stores", "appserver_restart")
 
 
-def embedded_options(params: ScenarioParams) -> EmbeddedOptions:
+def stack_config(params: ScenarioParams) -> StackConfig:
     # The AppServer's apply rate limit (50/s by default) protects a recovering
     # AuthServer; here it would only make the fleet's first start last N / 50 s.
-    return EmbeddedOptions(
-        seed=params.seed, appserver_overrides=UNTHROTTLED, authserver_rate_limits=BULK_APPLIES
+    return (
+        scenario_stack(seed=params.seed)
+        .with_appserver(**UNTHROTTLED)
+        .with_authserver(rate_limits=BULK_APPLIES)
     )
 
 
@@ -57,7 +61,7 @@ async def run(ctx: RunContext) -> None:
                 pop.wipe_stores()
             if phase == "appserver_restart":
                 try:
-                    await env.restart_appserver()
+                    await env.restart("appserver")
                 except Unsupported:
                     skipped.append(phase)
                     continue

@@ -1,7 +1,7 @@
 """The raw CONNECT/CONNACK rate of a broker, measured with the SDK's own MQTT transport.
 
-The baseline of the reconnect storm (issue 6: "all back within 1.3 * N / the raw
-connect rate of the same broker, measured first in the same run"): N plain connections
+The baseline of the reconnect storm (docs/scenarios.md: "all back within 1.3 x N / the
+raw connect rate of the same broker, measured first in the same run"): N plain connections
 with one valid token, opened through :class:`sim.customer.client.transport.Connection` (the same
 client library and code path as the SDK's), no AppServer, no store, no backoff, at most
 ``concurrency`` in flight.  Rate = N ÷ (first TCP open → last CONNACK).
@@ -16,7 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .env import Environment, EnvironmentError_
+from sim.harness.admin import ClientAccount
+
+from .env import Environment
+from .errors import StackUnavailable
 
 __all__ = ["ConnectRate", "fetch_token", "measure_connect_rate"]
 
@@ -38,15 +41,8 @@ async def fetch_token(
 ) -> dict[str, Any]:
     """Create (or update) an AppServer account and ask it for a token; the answer has
     ``username``/``password`` ready for CONNECT (SPEC §5)."""
-    await env.create_accounts(
-        [
-            {
-                "client_id": client_id,
-                "secret": secret,
-                "grants": [{"resources": resources, "actions": actions}],
-                "enabled": True,
-            }
-        ]
+    await env.admin.appserver.import_accounts(
+        [ClientAccount(client_id, secret, tuple(resources), actions)]
     )
     auth = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
     async with env.http.post(
@@ -56,7 +52,7 @@ async def fetch_token(
     ) as resp:
         body = await resp.json(content_type=None)
         if resp.status != 200:
-            raise EnvironmentError_(f"the AppServer refused a token: {resp.status} {body}")
+            raise StackUnavailable(f"the AppServer refused a token: {resp.status} {body}")
         return dict(body)
 
 

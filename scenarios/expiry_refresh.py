@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 from sim.customer.client.events import EventKind
 from sim.customer.client.policy import RefreshPolicy
+from sim.harness.stack import StackConfig
+from sim.shared.waiting import WaitTimeout, wait_until
 
 from .base import RunContext, ScenarioParams
-from .env import BULK_APPLIES, EmbeddedOptions
+from .env import BULK_APPLIES, scenario_stack
 from .population import Population
 from .report import Expectation
 
 NAME = "expiry-refresh"
-DESCRIPTION = "short-lived tokens refreshed in session or by reconnect; no QoS 1 loss"
 DEFAULT_CLIENTS = 100
 CLOCK = "scaled"
 #: 120 s tokens live 6 s of real time; the SDK's refresh margin is 2 s real.  Faster
@@ -47,14 +47,17 @@ SDK_SPREAD_S = 10.0
 NOTICE_LEAD_S = 15.0
 
 
-def embedded_options(params: ScenarioParams) -> EmbeddedOptions:
-    return EmbeddedOptions(
-        token_ttl_s=TTL_S,
-        refresh_margin_s=APP_MARGIN_S,
-        expire_notice_lead_s=NOTICE_LEAD_S,
-        appserver_overrides={"drain_burst": 100_000, "drain_rate_per_s": 1_000_000.0},
-        authserver_rate_limits=BULK_APPLIES,  # every client refreshes in the same window
-        seed=params.seed,
+def stack_config(params: ScenarioParams) -> StackConfig:
+    return (
+        scenario_stack(seed=params.seed)
+        .with_appserver(
+            token_ttl_s=TTL_S,
+            refresh_margin_s=APP_MARGIN_S,
+            drain_burst=100_000,
+            drain_rate_per_s=1_000_000.0,
+        )
+        .with_broker(expire_notice_lead=NOTICE_LEAD_S)
+        .with_authserver(rate_limits=BULK_APPLIES)  # every client refreshes in one window
     )
 
 
@@ -122,10 +125,12 @@ async def run(ctx: RunContext) -> None:
                 with contextlib.suppress(BaseException):
                     await p
         ctx.mark("draining")
-        # The last messages may still be on their way to the subscriber: poll, bounded.
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and _lost(pop, acked) > 0:  # noqa: ASYNC110 - no event: deliveries are counted
-            await asyncio.sleep(0.02)
+        # The last messages may still be on their way to the subscriber: poll, bounded
+        # (what is still missing then is counted as lost).
+        with contextlib.suppress(WaitTimeout):
+            await wait_until(
+                lambda: _lost(pop, acked) == 0, timeout=5.0, what="the last deliveries"
+            )
         applies = await env.upstream_applies() - applies_before
         per_client = [
             c.counters.refreshes_upload + c.counters.refreshes_reconnect for c in pop.clients

@@ -5,9 +5,16 @@ token at the AppServer, connect with one, publish, subscribe, upload a token in
 session, advance the manual clock, revoke (disable an AppServer account), enable it
 again, restart the AppServer, switch an AuthServer outage on and off.
 
+No rule waits on the wall clock, so a counterexample does not depend on machine load:
+after each action the rule waits until the in-process stack is idle
+(:meth:`sim.harness.stack.StackHandle.idle`: what the action set off has run) and a
+revocation waits on the feed position (the broker has applied the AuthServer's feed up
+to the revocation, :meth:`~sim.harness.stack.StackHandle.wait_feed`), then checks.
+Timeouts are hang guards only.
+
 The model (:class:`Model`) is a few dicts: tokens with expiry and a revoked flag, the
 AppServer's cache (one token per key), which accounts are enabled, whether the
-AuthServer is down, and what each connection holds.  Invariants of issue 6:
+AuthServer is down, and what each connection holds.  Invariants (SPEC §4, §5):
 
 * an expired or revoked token never connects, never publishes (its session is closed);
 * nothing outside a token's resources is ever accepted (publish / subscribe) nor
@@ -47,9 +54,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from mock_authserver.ratelimit import RateLimits
 from sim.customer.client.errors import NotAuthorized, NotConnected
+from sim.harness.stack import StackHandle
 from sim.shared.clock import ManualClock
 from sim.shared.protocol import covered_by_any, is_sys_topic, matches_any
+
+from .env import Environment
 
 __all__ = ["DEFAULT_SETTINGS", "LoopBridge", "Model", "StackMachine", "TestStack", "run_machine"]
 
@@ -75,10 +86,9 @@ TOPICS = ("test/a/x", "test/a/y/z", "test/b/x", "test/b/y/z")
 #: ``test/#`` is covered by no token (as ``#`` was); every topic is under ``test``, a parent
 #: topic of the dev instance (the broker's provider profile refuses any other, SPEC §4a).
 FILTERS = ("test/a/#", "test/a/x", "test/b/+", "test/b/x", "test/#")
-#: Real seconds the broker may take to act on a revocation (SPEC §3c says 1 s; the
-#: margin is for a loaded CI machine).
-REVOKE_DEADLINE_S = 2.5
-ACT_DEADLINE_S = 3.0
+#: Real seconds any one step may take before the run is declared hung: a guard, never
+#: a verdict (the rules decide on events).
+HANG_S = 30.0
 
 
 class LoopBridge:
@@ -194,53 +204,54 @@ def _brief(body: Any) -> Any:
 
 
 class TestStack:
-    """The embedded stack with a manual clock, driven from synchronous code."""
+    """The one stack with a manual clock, driven from synchronous code."""
 
     __test__ = False  # not a pytest class
 
     def __init__(self) -> None:
-        from .env import EmbeddedOptions, embedded_environment
+        from .env import embedded_environment, scenario_stack
 
         self.bridge = LoopBridge()
         # Whole seconds: expireTime is in ms, the model in float seconds.
         self.clock = ManualClock(start=float(int(time.time())))
         self._stack = contextlib.AsyncExitStack()
-        options = EmbeddedOptions(
-            token_ttl_s=TTL_S,
-            refresh_margin_s=MARGIN_S,
-            expire_notice_lead_s=30.0,
-            appserver_overrides={
+        config = (
+            scenario_stack(seed=0)
+            .with_appserver(
+                token_ttl_s=TTL_S,
+                refresh_margin_s=MARGIN_S,
                 # The model has no breaker nor drain: keep them out of the way.
-                "breaker_failures": 1_000_000,
-                "drain_burst": 100_000,
-                "drain_rate_per_s": 1_000_000.0,
-                "upstream_timeout_s": 5.0,
-                "retry_after_s": 1.0,
+                breaker_failures=1_000_000,
+                drain_burst=100_000,
+                drain_rate_per_s=1_000_000.0,
+                upstream_timeout_s=HANG_S,
+                retry_after_s=1.0,
                 # Nor a revocation queue: the AppServer revokes at once (its default
                 # drains at RevokeToken's 5/s on this manual clock, which the model
                 # does not advance while it waits for a revocation).
-                "revoke_limit": 1_000_000,
-                "revoke_window_s": 1.0,
-            },
+                revoke_limit=1_000_000,
+                revoke_window_s=1.0,
+            )
+            .with_broker(expire_notice_lead=30.0)
             # Nor has it the provider's API rate limits (SPEC §3b).
-            authserver_rate_limits={"all": "off"},
-            seed=0,
+            .with_authserver(rate_limits=RateLimits.off())
         )
 
-        async def start() -> Any:
+        async def start() -> Environment:
             return await self._stack.enter_async_context(
-                embedded_environment(options, clock=self.clock)
+                embedded_environment(config, clock=self.clock)
             )
 
         self.env = self.bridge.run(start(), timeout=60)
-        self.bridge.run(self._accounts())
-
-    async def _accounts(self) -> None:
-        await self.env.create_accounts(
-            [
-                {"client_id": cid, "secret": SECRET, "grants": grants, "enabled": True}
-                for cid, grants in ACCOUNTS.items()
-            ]
+        assert self.env.stack is not None
+        self.stack: StackHandle = self.env.stack
+        self.bridge.run(
+            self.env.admin.appserver.import_accounts(
+                [
+                    {"client_id": cid, "secret": SECRET, "grants": grants, "enabled": True}
+                    for cid, grants in ACCOUNTS.items()
+                ]
+            )
         )
 
     def close(self) -> None:
@@ -248,8 +259,12 @@ class TestStack:
             self.bridge.run(self._stack.aclose(), timeout=30)
         self.bridge.close()
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = HANG_S) -> T:
         return self.bridge.run(coro, timeout)
+
+    def settle(self) -> None:
+        """Until what the last action set off has run (in-process: no wall clock)."""
+        self.run(self.stack.idle())
 
     # -- AppServer -------------------------------------------------------------------
     async def ask(self, account: str, resources: tuple[str, ...], actions: str) -> tuple[int, Any]:
@@ -262,13 +277,8 @@ class TestStack:
             body = await resp.json(content_type=None)
             return resp.status, (body, resp.headers.get("Retry-After"))
 
-    async def set_enabled(self, account: str, enabled: bool) -> int:
-        async with self.env.http.put(
-            f"{self.env.endpoints.appserver_url}/admin/accounts/{account}",
-            json={"enabled": enabled},
-        ) as resp:
-            await resp.read()
-            return int(resp.status)
+    async def set_enabled(self, account: str, enabled: bool) -> None:
+        await self.env.admin.appserver.put_account(account, enabled=enabled)
 
     # -- MQTT ------------------------------------------------------------------------
     async def connect(self, slot: str, token: MToken, sink: MConn | None = None) -> Any:
@@ -285,22 +295,18 @@ class TestStack:
             username=token.username,
             password=token.password,
             keepalive=0,
-            connect_timeout=ACT_DEADLINE_S,
+            connect_timeout=HANG_S,
         )
         return conn
 
-    async def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-        for _ in range(5):  # let woken coroutines run
-            await asyncio.sleep(0)
-
-    async def wait_closed(self, conns: list[Any], deadline_s: float) -> bool:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            if all(not c.is_open for c in conns):
-                return True
-            await asyncio.sleep(0.01)
-        return all(not c.is_open for c in conns)
+    async def refused(self, token: MToken) -> bool:
+        """Whether a fresh CONNECT with ``token`` is refused (own client id)."""
+        try:
+            conn = await self.connect("GID_mach@@@probe", token)
+        except NotAuthorized:
+            return True
+        await conn.close()
+        return False
 
 
 # --------------------------------------------------------------------------- the machine
@@ -335,8 +341,9 @@ class StackMachine(RuleBasedStateMachine):
             del self.conns[slot]
 
     def _expect_closed(self, mc: MConn, why: str) -> None:
-        closed = self.stack.run(self.stack.wait_closed([mc.conn], ACT_DEADLINE_S))
-        assert closed, f"{mc.slot} should have been disconnected: {why}"
+        """After the stack settled: the session must have been closed."""
+        self.stack.settle()
+        assert not mc.conn.is_open, f"{mc.slot} should have been disconnected: {why}"
         self.conns.pop(mc.slot, None)
 
     # -- rules -----------------------------------------------------------------------
@@ -399,6 +406,7 @@ class StackMachine(RuleBasedStateMachine):
             assert not live, f"a live token was refused (outage={self.model.outage})"
             if previous is not None:
                 # A refused CONNECT must not disturb the session holding the id (F1).
+                self.stack.settle()
                 assert previous.conn.is_open or not previous.token.live(self.model.now)
                 self.conns[slot] = previous
             return
@@ -406,8 +414,10 @@ class StackMachine(RuleBasedStateMachine):
         self.conns[slot] = mc
         if previous is not None:
             # Same client id: the newcomer takes over (SPEC §4).
-            closed = self.stack.run(self.stack.wait_closed([previous.conn], ACT_DEADLINE_S))
-            assert closed, "the previous connection with the same client id was not taken over"
+            self.stack.settle()
+            assert not previous.conn.is_open, (
+                "the previous connection with the same client id was not taken over"
+            )
 
     @precondition(lambda self: bool(self._open()))
     @rule(data=st.data(), flt=st.sampled_from(FILTERS))
@@ -417,7 +427,7 @@ class StackMachine(RuleBasedStateMachine):
 
         async def sub() -> int | None:
             try:
-                return int(await mc.conn.subscribe(flt, qos=1, ack_timeout=ACT_DEADLINE_S))
+                return int(await mc.conn.subscribe(flt, qos=1, ack_timeout=HANG_S))
             except NotConnected:
                 return None
 
@@ -446,7 +456,7 @@ class StackMachine(RuleBasedStateMachine):
 
         async def pub() -> bool:
             try:
-                await mc.conn.publish(topic, payload, qos=1, ack_timeout=ACT_DEADLINE_S)
+                await mc.conn.publish(topic, payload, qos=1, ack_timeout=HANG_S)
                 return True
             except NotConnected:
                 return False
@@ -457,7 +467,9 @@ class StackMachine(RuleBasedStateMachine):
         else:
             # The PUBACK may or may not precede the disconnect; the session must end.
             self._expect_closed(mc, f"publish to {topic!r} outside {mc.token}")
-        # Anything delivered must be readable by the receiver's token.
+        # Anything delivered must be readable by the receiver's token (once every
+        # delivery the publish set off has arrived).
+        self.stack.settle()
         for c in list(self.conns.values()):
             for t, p, _ in c.received:
                 if p == payload:
@@ -476,7 +488,7 @@ class StackMachine(RuleBasedStateMachine):
 
         async def up() -> bool:
             try:
-                await mc.conn.publish("$SYS/uploadToken", body, qos=1, ack_timeout=ACT_DEADLINE_S)
+                await mc.conn.publish("$SYS/uploadToken", body, qos=1, ack_timeout=HANG_S)
                 return True
             except NotConnected:
                 return False
@@ -490,7 +502,7 @@ class StackMachine(RuleBasedStateMachine):
 
     @rule(seconds=st.sampled_from(ADVANCES))
     def advance(self, seconds: float) -> None:
-        self.stack.run(self.stack.advance(seconds))
+        self.stack.run(self.stack.stack.advance(seconds))  # returns once what it woke ran
         self.model.now += seconds
         for mc in list(self.conns.values()):
             if mc.token.expire_s <= self.model.now:
@@ -506,8 +518,7 @@ class StackMachine(RuleBasedStateMachine):
 
     def revoke(self, account: str) -> None:
         """Disable the account at the AppServer: its cached tokens are revoked upstream."""
-        status = self.stack.run(self.stack.set_enabled(account, False))
-        assert status == 200, status
+        self.stack.run(self.stack.set_enabled(account, False))
         revoked = [t for k, t in self.model.cache.items() if k[0] == account]
         for t in revoked:
             t.revoked = True
@@ -517,52 +528,34 @@ class StackMachine(RuleBasedStateMachine):
         self.model.enabled[account] = False
         if not was_enabled:
             return
-        affected = [c for c in self.conns.values() if c.token.revoked]
-        if affected:
-            closed = self.stack.run(
-                self.stack.wait_closed([c.conn for c in affected], REVOKE_DEADLINE_S)
-            )
-            assert closed, "a session with a revoked token was not disconnected in time"
-            for c in affected:
-                self.conns.pop(c.slot, None)
-        # Wait until the broker refuses every revoked (unexpired) token before going on:
-        # the model treats revocation as instant after this rule.
+        # The revocations are on the AuthServer's feed now (the AppServer revoked them
+        # before answering): wait until the broker has applied the feed that far, and
+        # until what it did about it has run.  The model treats revocation as instant
+        # from here on.
+        self.stack.run(self.stack.stack.wait_feed())
+        for c in [c for c in self.conns.values() if c.token.revoked]:
+            assert not c.conn.is_open, f"{c.slot} still holds a session with a revoked token"
+            self.conns.pop(c.slot, None)
         for t in revoked:
             if t.expire_s > self.model.now:
-                assert self.stack.run(self._refused_within(t, REVOKE_DEADLINE_S)), (
-                    "a revoked token still connects after the deadline"
-                )
-
-    async def _refused_within(self, token: MToken, deadline_s: float) -> bool:
-        end = time.monotonic() + deadline_s
-        while True:
-            try:
-                conn = await self.stack.connect("GID_mach@@@probe", token)
-            except NotAuthorized:
-                return True
-            await conn.close()
-            if time.monotonic() > end:
-                return False
-            await asyncio.sleep(0.05)
+                assert self.stack.run(self.stack.refused(t)), "a revoked token still connects"
 
     def enable(self, account: str) -> None:
-        status = self.stack.run(self.stack.set_enabled(account, True))
-        assert status == 200, status
+        self.stack.run(self.stack.set_enabled(account, True))
         self.model.enabled[account] = True
 
     @rule()
     def restart_appserver(self) -> None:
-        self.stack.run(self.stack.env.restart_appserver(), timeout=60)
+        self.stack.run(self.stack.stack.restart("appserver"), timeout=60)
 
     @rule()
     def outage_on_off(self) -> None:
         """Switch an AuthServer outage (every apply fails) on, or off again."""
         if self.model.outage:
-            self.stack.run(self.stack.env.clear_faults())
+            self.stack.run(self.stack.env.admin.authserver.clear_faults())
         else:
-            self.stack.run(
-                self.stack.env.add_fault({"operation": "apply", "kind": "outage", "seconds": 1e7})
-            )
+            fault = {"operation": "apply", "kind": "outage", "seconds": 1e7}
+            self.stack.run(self.stack.env.admin.authserver.add_fault(fault))
         self.model.outage = not self.model.outage
 
     # -- invariants --------------------------------------------------------------------

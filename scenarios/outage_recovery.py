@@ -31,35 +31,33 @@ import time
 
 from sim.customer.client.events import EventKind
 from sim.customer.client.policy import Backoff, RefreshPolicy
+from sim.harness.admin import ClientAccount
+from sim.harness.stack import StackConfig
 
 from .base import RunContext, ScenarioParams
-from .env import EmbeddedOptions
+from .env import scenario_stack
 from .population import Population
 from .report import Expectation, TimelinePoint
 
 NAME = "outage-recovery"
-DESCRIPTION = "an AuthServer outage: cached clients see nothing, new ones get 503, then drain"
 DEFAULT_CLIENTS = 100
 CLOCK = "system"
 
 TTL_S = 120.0
 
 
-def embedded_options(params: ScenarioParams) -> EmbeddedOptions:
-    return EmbeddedOptions(
+def stack_config(params: ScenarioParams) -> StackConfig:
+    return scenario_stack(seed=params.seed).with_appserver(
         token_ttl_s=TTL_S,
         # Cached tokens are near expiry 10 ms after they are issued: every later ask
         # for them goes upstream first, and during the outage gets the stale fallback.
         refresh_margin_s=TTL_S - 0.01,
-        appserver_overrides={
-            "retry_after_s": 1.0,
-            "retry_after_jitter": 0.5,
-            "breaker_open_s": 1.0,
-            "drain_rate_per_s": float(params.option("drain_rate", 50.0)),
-            "drain_burst": int(params.option("drain_burst", 20)),
-            "upstream_timeout_s": 2.0,
-        },
-        seed=params.seed,
+        retry_after_s=1.0,
+        retry_after_jitter=0.5,
+        breaker_open_s=1.0,
+        drain_rate_per_s=float(params.option("drain_rate", 50.0)),
+        drain_burst=int(params.option("drain_burst", 20)),
+        upstream_timeout_s=2.0,
     )
 
 
@@ -102,7 +100,9 @@ async def run(ctx: RunContext) -> None:
 
         # -- outage --------------------------------------------------------------------
         ctx.mark("outage")
-        await env.add_fault({"operation": "apply", "kind": "outage", "seconds": 3600})
+        await env.admin.authserver.add_fault(
+            {"operation": "apply", "kind": "outage", "seconds": 3600}
+        )
         t_out = time.monotonic()
         await cached.stop()
         cached.forget(range(0, n, 2))  # half ask the AppServer, half use their store
@@ -122,7 +122,7 @@ async def run(ctx: RunContext) -> None:
         failures_503 = new.counters().token_request_failures
 
         # -- recovery ------------------------------------------------------------------
-        await env.clear_faults()
+        await env.admin.authserver.clear_faults()
         t_rec = time.monotonic()
         ctx.mark("recovery")
         applies_before = await env.upstream_applies()
@@ -183,15 +183,8 @@ async def _probe(ctx: RunContext) -> tuple[int, float]:
     """Ask for a token with an account that never had one: the outage must show as 503."""
     env = ctx.env
     cid, secret = f"GID_outp{ctx.run_id}@@@probe", "probe-secret"
-    await env.create_accounts(
-        [
-            {
-                "client_id": cid,
-                "secret": secret,
-                "grants": [{"resources": [f"outp{ctx.run_id}/probe/+"], "actions": "R,W"}],
-                "enabled": True,
-            }
-        ]
+    await env.admin.appserver.import_accounts(
+        [ClientAccount(cid, secret, (f"outp{ctx.run_id}/probe/+",))]
     )
     auth = base64.b64encode(f"{cid}:{secret}".encode()).decode()
     async with env.http.post(

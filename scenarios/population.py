@@ -28,6 +28,8 @@ from sim.customer.client.client import ClientConfig, TokenClient
 from sim.customer.client.events import ClientEvent, Counters, EventKind
 from sim.customer.client.policy import Backoff, RefreshPolicy
 from sim.customer.client.transport import IncomingMessage
+from sim.harness.admin import ClientAccount
+from sim.shared.waiting import WaitTimeout, wait_until
 
 from .env import Environment
 
@@ -101,14 +103,9 @@ class Population:
         )
 
     async def create_accounts(self) -> None:
-        await self.env.create_accounts(
+        await self.env.admin.appserver.import_accounts(
             [
-                {
-                    "client_id": self.client_id(i),
-                    "secret": SECRET,
-                    "grants": [{"resources": list(self.resources(i)), "actions": self.actions}],
-                    "enabled": True,
-                }
+                ClientAccount(self.client_id(i), SECRET, self.resources(i), self.actions)
                 for i in range(self.n)
             ]
         )
@@ -235,17 +232,19 @@ class Population:
     async def wait_all_connected(
         self, deadline_s: float, *, on_progress: Callable[[int], None] | None = None
     ) -> bool:
-        """Poll (every 5 ms) until every live client is connected or the deadline passes."""
-        end = time.monotonic() + deadline_s
-        while True:
+        """Poll until every live client is connected (True) or ``deadline_s`` passed."""
+
+        def all_connected() -> bool:
             n = self.connected()
             if on_progress is not None:
                 on_progress(n)
-            if n >= sum(1 for c in self.clients if c is not None):
-                return True
-            if time.monotonic() > end:
-                return False
-            await asyncio.sleep(0.005)
+            return n >= sum(1 for c in self.clients if c is not None)
+
+        try:
+            await wait_until(all_connected, timeout=deadline_s, what="every client connected")
+        except WaitTimeout:
+            return False
+        return True
 
 
 @contextlib.asynccontextmanager

@@ -48,15 +48,16 @@ from typing import Any
 
 from sim.customer.client.events import EventKind
 from sim.customer.client.policy import Backoff
+from sim.harness.stack import StackConfig
 
 from .base import RunContext, ScenarioParams
 from .connect_rate import measure_connect_rate
-from .env import BULK_APPLIES, UNTHROTTLED, EmbeddedOptions, Unsupported
+from .env import BULK_APPLIES, UNTHROTTLED, scenario_stack
+from .errors import Unsupported
 from .population import Population
 from .report import Expectation, latency_figures, spread_figures
 
 NAME = "reconnect-storm"
-DESCRIPTION = "N clients lose the broker at once and come back with their persisted tokens"
 DEFAULT_CLIENTS = 1000
 CLOCK = "system"
 #: The stack runs in a child process (``--set stack_process=false`` keeps it in this
@@ -64,11 +65,13 @@ CLOCK = "system"
 STACK_PROCESS = True
 
 
-def embedded_options(params: ScenarioParams) -> EmbeddedOptions:
+def stack_config(params: ScenarioParams) -> StackConfig:
     # The AppServer's apply rate limit (50/s by default) protects a recovering
     # AuthServer; here it would only make the fleet's first start last N / 50 s.
-    return EmbeddedOptions(
-        seed=params.seed, appserver_overrides=UNTHROTTLED, authserver_rate_limits=BULK_APPLIES
+    return (
+        scenario_stack(seed=params.seed)
+        .with_appserver(**UNTHROTTLED)
+        .with_authserver(rate_limits=BULK_APPLIES)
     )
 
 
@@ -204,7 +207,7 @@ async def run(ctx: RunContext) -> None:
             if method == "kick":
                 await env.kick_all()
             else:
-                await env.restart_broker()
+                await env.restart("broker")
             kick_s = time.monotonic() - t0
             all_back = await _wait_back(pop, t0, n, deadline_s, ctx.progress.update)
             cpu1, stack_cpu1 = time.process_time(), env.stack_cpu_seconds()
@@ -287,6 +290,7 @@ async def run(ctx: RunContext) -> None:
             reconnect_s,
             budget,
             "s",
+            timing=True,
         )
     )
     ctx.report.expect(Expectation.equal("no AppServer requests", app_requests, 0))

@@ -17,19 +17,22 @@ accounts end "refused" (the AppServer no longer gives them a token).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
+from mock_authserver.ratelimit import RateLimits
 from sim.customer.client.errors import NotAuthorized
 from sim.customer.client.events import EventKind
 from sim.customer.client.transport import Connection, parse_broker_url
+from sim.harness.stack import StackConfig
+from sim.shared.waiting import WaitTimeout, wait_until
 
 from .base import RunContext, ScenarioParams
-from .env import EmbeddedOptions, EnvironmentError_
+from .env import scenario_stack
 from .population import Population
 from .report import Expectation, latency_figures
 
 NAME = "revocation"
-DESCRIPTION = "revoked clients are disconnected within 1 s and cannot reconnect"
 DEFAULT_CLIENTS = 100
 CLOCK = "system"
 
@@ -43,14 +46,14 @@ CLOCK = "system"
 UNTHROTTLED_REVOKES = {"revoke_limit": 1_000_000, "revoke_window_s": 1.0}
 
 
-def embedded_options(params: ScenarioParams) -> EmbeddedOptions:
+def stack_config(params: ScenarioParams) -> StackConfig:
     # ... and the AuthServer takes them as they come: the provider's RevokeToken limit
     # (5/s per account, SPEC §3b), which the AppServer's queue otherwise respects, is
     # lifted for the same reason.
-    return EmbeddedOptions(
-        seed=params.seed,
-        appserver_overrides=UNTHROTTLED_REVOKES,
-        authserver_rate_limits={"openapi_revoke": "off"},
+    return (
+        scenario_stack(seed=params.seed)
+        .with_appserver(**UNTHROTTLED_REVOKES)
+        .with_authserver(rate_limits=RateLimits().with_overrides({"openapi_revoke": "off"}))
     )
 
 
@@ -85,17 +88,21 @@ async def run(ctx: RunContext) -> None:
 
         async def disable(i: int) -> None:
             started[i] = time.monotonic()
-            await _set_enabled(ctx, pop.client_id(i), False)
+            await env.admin.appserver.disable_account(pop.client_id(i))
             call_ms.append((time.monotonic() - started[i]) * 1000)
 
         await asyncio.gather(*(disable(i) for i in victims))
-        # Wait for the victims (bounded); bystanders get the same grace to show a loss.
-        deadline = time.monotonic() + max(5.0, 3 * limit_s)
-        while time.monotonic() < deadline and not all(i in lost for i in victims):
+
+        def victims_gone() -> bool:
             scan()
             ctx.progress.update(sum(1 for i in victims if i in lost))
-            await asyncio.sleep(0.01)
-        ctx.progress.update(sum(1 for i in victims if i in lost))
+            return all(i in lost for i in victims)
+
+        # Wait for the victims (bounded: a missing one is counted, not waited for).
+        with contextlib.suppress(WaitTimeout):
+            await wait_until(
+                victims_gone, timeout=max(5.0, 3 * limit_s), what="the revoked clients to go"
+            )
         ctx.mark("victims gone")
         # Bystanders: a window in which a wrongful disconnect would show (an
         # observation period, not a synchronisation).
@@ -146,6 +153,7 @@ async def run(ctx: RunContext) -> None:
             max(latencies) if latencies else float("inf"),
             limit_s,
             "s",
+            timing=True,
         )
     )
     ctx.report.expect(Expectation.equal("old tokens refused at CONNECT", refused, k))
@@ -155,20 +163,14 @@ async def run(ctx: RunContext) -> None:
     )
 
 
-async def _wait_states(pop: Population, indices: list[int], state: str, deadline_s: float) -> int:
-    end = time.monotonic() + deadline_s
-    while True:
-        n = sum(1 for i in indices if pop.clients[i].state == state)
-        if n == len(indices) or time.monotonic() > end:
-            return n
-        await asyncio.sleep(0.01)
+async def _wait_states(pop: Population, indices: list[int], state: str, within: float) -> int:
+    """How many of ``indices`` reached ``state`` (waiting at most ``within`` s for all)."""
 
+    def count() -> int:
+        return sum(1 for i in indices if pop.clients[i].state == state)
 
-async def _set_enabled(ctx: RunContext, client_id: str, enabled: bool) -> None:
-    env = ctx.env
-    async with env.http.put(
-        f"{env.endpoints.appserver_url}/admin/accounts/{client_id}", json={"enabled": enabled}
-    ) as resp:
-        if resp.status != 200:
-            raise EnvironmentError_(f"disabling {client_id} answered {resp.status}")
-        await resp.read()
+    with contextlib.suppress(WaitTimeout):
+        await wait_until(
+            lambda: count() == len(indices), timeout=within, what=f"clients to be {state}"
+        )
+    return count()

@@ -13,13 +13,15 @@ import asyncio
 import contextlib
 import json
 import resource
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from sim.shared.limits import raise_nofile_limit
+from sim.shared.procstats import cpu_seconds, rss_kb
+from sim.shared.shutdown import StopRequest, stop_requested
+from sim.shared.stats import percentile
 
 __all__ = ["add_arguments", "run"]
 
@@ -60,25 +62,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _rss_mb() -> float:
     try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return rss_kb() / 1024
+    except OSError:  # no /proc: the peak instead
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _percentile(values: list[float], p: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+def latency_summary(seconds: list[float]) -> dict[str, float | None]:
+    """p50/p95/p99 of durations in ms, one decimal (:func:`sim.shared.stats.percentile`,
+    the scenarios' definition); None without samples."""
+    return {
+        name: round(percentile(seconds, p) * 1000, 1) if seconds else None
+        for name, p in (("p50", 50), ("p95", 95), ("p99", 99))
+    }
 
 
 async def _clock_for(authserver: str | None) -> Any:
@@ -138,19 +133,17 @@ def summary(
         "all_connected_after_s": (
             None if fleet.all_connected_after is None else round(fleet.all_connected_after, 3)
         ),
-        "first_connect_ms": {
-            "p50": round(_percentile(lat, 0.50) * 1000, 1),
-            "p95": round(_percentile(lat, 0.95) * 1000, 1),
-            "p99": round(_percentile(lat, 0.99) * 1000, 1),
-        },
+        "first_connect_ms": latency_summary(lat),
         "rss_mb": round(rss, 1),
         "kb_per_client": round((rss - rss0) * 1024 / n, 1),
-        "cpu_s": round(_cpu_s() - cpu0, 2),
+        "cpu_s": round(cpu_seconds() - cpu0, 2),
         # CPU share of one core once every client was connected (the idle fleet's cost)
         "idle_cpu_pct": (
             None
             if idle_from is None or time.perf_counter() - idle_from[1] < 1
-            else round((_cpu_s() - idle_from[0]) / (time.perf_counter() - idle_from[1]) * 100, 2)
+            else round(
+                (cpu_seconds() - idle_from[0]) / (time.perf_counter() - idle_from[1]) * 100, 2
+            )
         ),
         "messages_received": fleet.received,
         "counters": {k: round(v, 3) for k, v in t.as_dict().items()},
@@ -204,14 +197,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(config: Any, args: argparse.Namespace) -> int:
+    async with stop_requested() as stop:
+        return await _run_until(config, args, stop)
+
+
+async def _run_until(config: Any, args: argparse.Namespace, stop: StopRequest) -> int:
     from sim.customer.fleet import Fleet
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     clock = await _clock_for(args.authserver)
-    rss0, cpu0 = _rss_mb(), _cpu_s()
+    rss0, cpu0 = _rss_mb(), cpu_seconds()
     fleet = Fleet(config, clock=clock)
     tty = sys.stderr.isatty()
     t0 = time.perf_counter()
@@ -226,7 +220,7 @@ async def _run(config: Any, args: argparse.Namespace) -> int:
         while not stop.is_set():
             elapsed = time.perf_counter() - t0
             if idle_from is None and fleet.all_connected_after is not None:
-                idle_from = (_cpu_s(), time.perf_counter())
+                idle_from = (cpu_seconds(), time.perf_counter())
             if args.duration and elapsed >= args.duration:
                 break
             if tty:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,8 @@ import pytest
 if TYPE_CHECKING:  # pragma: no cover
     from sim.customer.client import TokenClient
     from sim.customer.fleet import Fleet
-    from sim.harness.stack import StackConfig, StackHandle
+    from sim.harness.admin import AdminClient
+    from sim.harness.stack import Part, StackConfig, StackHandle
 
 __all__ = ["SimStack"]
 
@@ -38,12 +38,17 @@ __all__ = ["SimStack"]
 class SimStack:
     """The in-process stack of a test, with the levers tests need.
 
-    ``handle`` is the :class:`~sim.harness.stack.StackHandle` (URLs, the parts' handles).
+    ``handle`` is the :class:`~sim.harness.stack.StackHandle` (URLs, the parts' handles,
+    ``restart(part)``, ``wait_feed()``); ``admin`` its admin client.
     """
 
     def __init__(self, handle: StackHandle):
         self.handle = handle
         self.clock = handle.manual_clock
+
+    @property
+    def admin(self) -> AdminClient:
+        return self.handle.admin
 
     @property
     def authserver_url(self) -> str:
@@ -59,15 +64,19 @@ class SimStack:
 
     @property
     def data_dir(self) -> Path:
-        return self.handle.config.data_dir
+        return self.handle.data_dir
 
     # -- time -----------------------------------------------------------------------
-    async def advance(self, seconds: float, *, settle: int = 20) -> int:
-        """Advance every part's clock, then let the loop run what woke up."""
-        fired = self.clock.advance(seconds)
-        for _ in range(settle):
-            await asyncio.sleep(0)
-        return fired
+    async def advance(self, seconds: float) -> int:
+        """Advance every part's clock; return once what it woke has run: the timers'
+        callbacks, the tasks they woke, what those sent to the other parts, the timers
+        that fell due meanwhile (:meth:`~sim.harness.stack.StackHandle.idle`).  Returns
+        the number of timers fired."""
+        return await self.handle.advance(seconds)
+
+    async def idle(self) -> None:
+        """Wait until nothing in this process can progress without a timer or a peer."""
+        await self.handle.idle()
 
     async def eventually(
         self,
@@ -77,15 +86,17 @@ class SimStack:
         advance: float = 0.0,
         what: str = "condition",
     ) -> None:
-        """Poll ``predicate`` until true (``within`` real seconds); with ``advance``,
-        move the clock that much between polls (to let backoff timers fire)."""
-        deadline = time.monotonic() + within
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            if advance:
-                self.clock.advance(advance)
-            await asyncio.sleep(0.005)
+        """Poll ``predicate`` until true (``within`` real seconds: a guard, not a
+        verdict); with ``advance``, move the clock that much between polls (to let
+        backoff timers fire)."""
+        from sim.shared.waiting import wait_until
+
+        await wait_until(
+            predicate,
+            timeout=within,
+            what=what,
+            between=(lambda: self.clock.advance(advance)) if advance else None,
+        )
 
     # -- accounts, faults, the broker ---------------------------------------------------
     async def create_account(
@@ -97,63 +108,44 @@ class SimStack:
         *,
         enabled: bool = True,
     ) -> None:
-        await self.handle.create_accounts(
-            [
-                {
-                    "client_id": client_id,
-                    "secret": secret,
-                    "grants": [{"resources": list(resources), "actions": actions}],
-                    "enabled": enabled,
-                }
-            ]
+        """Create (or update) an AppServer client account with one grant."""
+        from sim.harness.admin import ClientAccount
+
+        await self.admin.appserver.import_accounts(
+            [ClientAccount(client_id, secret, tuple(resources), actions, enabled)]
         )
 
     async def disable_account(self, client_id: str) -> None:
-        """Disable an AppServer account: its tokens are revoked upstream (SPEC §5)."""
-        assert self.handle.http is not None
-        url = f"{self.appserver_url}/admin/accounts/{client_id}"
-        async with self.handle.http.delete(url) as resp:
-            if resp.status >= 300:
-                raise RuntimeError(f"disabling {client_id} failed: {resp.status}")
+        """Disable an AppServer account (it stays, refused with 403): its tokens are
+        revoked upstream (SPEC §5)."""
+        await self.admin.appserver.disable_account(client_id)
+
+    async def delete_account(self, client_id: str) -> None:
+        """Delete an AppServer account (then unknown, 401); its tokens are revoked too."""
+        await self.admin.appserver.delete_account(client_id)
 
     async def add_fault(self, **fault: Any) -> str:
         """An AuthServer fault, e.g. ``add_fault(operation="apply", kind="outage",
         seconds=60)`` (CONTRACTS.md); returns its id."""
         fault.setdefault("probability", 1.0)
-        return await self.handle.add_fault(fault)
+        return await self.admin.authserver.add_fault(fault)
 
     async def clear_faults(self) -> None:
-        await self.handle.clear_faults()
+        await self.admin.authserver.clear_faults()
 
-    async def kick_all(self) -> None:
+    async def kick_all(self) -> int:
         """Drop every broker connection at once (wills are published)."""
-        await self.handle.kick_all()
+        return await self.handle.kick_all()
+
+    async def restart(self, part: Part) -> None:
+        """Restart ``"broker"``, ``"appserver"`` or ``"authserver"`` on its port."""
+        await self.handle.restart(part)
 
     async def metric(self, part: str, name: str, **labels: str) -> float:
-        """Sum of a Prometheus sample of ``part`` ("authserver"/"appserver") whose
-        labels include ``labels``."""
-        assert self.handle.http is not None
-        base = self.authserver_url if part == "authserver" else self.appserver_url
-        async with self.handle.http.get(f"{base}/admin/metrics") as resp:
-            text = await resp.text()
-        return sum_metric(text, name, labels)
-
-
-def sum_metric(text: str, name: str, labels: dict[str, str]) -> float:
-    """Sum the samples ``name{...}`` of a Prometheus text whose labels include ``labels``
-    (``name_total`` is accepted for counters)."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric, _, rest = head.partition("{")
-        if metric not in (name, f"{name}_total"):
-            continue
-        found = dict(part.split("=", 1) for part in rest.rstrip("}").split(",") if "=" in part)
-        if all(found.get(k, "").strip('"') == v for k, v in labels.items()):
-            total += float(value)
-    return total
+        """Sum of the Prometheus samples ``name`` (or ``name_total``) of ``part``
+        ("authserver"/"appserver") whose labels include ``labels``."""
+        api = self.admin.authserver if part == "authserver" else self.admin.appserver
+        return (await api.metrics()).total(name, **labels)
 
 
 @pytest.fixture
@@ -161,17 +153,17 @@ def mqtt_stack_config(tmp_path: Path) -> StackConfig:
     """Override to change the stack (TTL, notice lead, ...); ports stay free ports."""
     from sim.harness.stack import StackConfig
 
-    return StackConfig(
-        data_dir=tmp_path / "stack",
-        authserver_port=0,
-        broker_port=0,
-        appserver_port=0,
-        password_hash_cost=4,  # tests do not need slow hashes
-        # The AppServer's bounded drain waits on the (manual) clock: out of the way
-        # unless a test wants it.
-        appserver_drain_rate_per_s=1e6,
-        appserver_drain_burst=100_000,
-        seed=0,
+    return (
+        StackConfig(data_dir=tmp_path / "stack")
+        .with_free_ports()
+        .with_appserver(
+            password_hash_cost=4,  # tests do not need slow hashes
+            # The AppServer's bounded drain waits on the (manual) clock: out of the way
+            # unless a test wants it.
+            drain_rate_per_s=1e6,
+            drain_burst=100_000,
+            seed=0,
+        )
     )
 
 

@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
+import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sim.shared.clock import add_clock_arguments, clock_spec_from_args
+from sim.shared.devaccount import (
+    DEV_ACCESS_KEY,
+    DEV_CLIENT_ACTIONS,
+    DEV_CLIENT_ID,
+    DEV_CLIENT_RESOURCES,
+    DEV_CLIENT_SECRET,
+    DEV_INSTANCE,
+    DEV_SECRET_KEY,
+)
 from sim.shared.limits import raise_nofile_limit
+from sim.shared.shutdown import stop_requested
+
+if TYPE_CHECKING:  # pragma: no cover - the stack imports every part: only when run
+    from sim.harness.stack import StackConfig, StackHandle
 
 __all__ = ["add_arguments", "run"]
 
@@ -56,23 +70,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace) -> object:
+def _config(args: argparse.Namespace) -> StackConfig:
+    from mock_authserver.config import AuthServerConfig
+    from mock_broker.config import BrokerConfig
+    from sim.customer.appserver.config import AppServerConfig
     from sim.harness.stack import StackConfig
 
     return StackConfig(
-        host=args.host,
         data_dir=args.data_dir,
-        authserver_port=args.authserver_port,
-        broker_port=args.broker_port,
-        appserver_port=args.appserver_port,
         clock=clock_spec_from_args(args),
+        authserver=AuthServerConfig(host=args.host, port=args.authserver_port),
+        broker=BrokerConfig(
+            host=args.host, port=args.broker_port, expire_notice_lead=args.expire_notice_lead
+        ),
+        appserver=AppServerConfig(
+            host=args.host,
+            port=args.appserver_port,
+            token_ttl_s=args.token_ttl,
+            password_hash_cost=args.password_hash_cost,
+            drain_rate_per_s=args.drain_rate,
+            drain_burst=args.drain_burst,
+        ),
         authserver_url=args.authserver,
         broker_url=args.broker,
-        token_ttl_s=args.token_ttl,
-        expire_notice_lead_s=args.expire_notice_lead,
-        password_hash_cost=args.password_hash_cost,
-        appserver_drain_rate_per_s=args.drain_rate,
-        appserver_drain_burst=args.drain_burst,
         dev_client=not args.no_dev_client,
     )
 
@@ -80,7 +100,7 @@ def _config(args: argparse.Namespace) -> object:
 def run(args: argparse.Namespace) -> int:
     try:
         config = _config(args)
-    except ValueError as exc:
+    except ValueError as exc:  # the parts' config errors are ValueErrors too
         print(f"mqtt-token-sim up: {exc}", file=sys.stderr)
         return 2
     raise_nofile_limit()  # one descriptor per MQTT connection
@@ -91,30 +111,20 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _banner(stack: object) -> str:
-    from sim.harness.stack import (
-        DEV_ACCESS_KEY,
-        DEV_CLIENT_ID,
-        DEV_CLIENT_RESOURCES,
-        DEV_CLIENT_SECRET,
-        DEV_INSTANCE,
-        DEV_SECRET_KEY,
-        StackHandle,
-    )
-
-    assert isinstance(stack, StackHandle)
+def _banner(stack: StackHandle) -> str:
     cfg = stack.config
+    clock = stack.clock
     lines = [
         "mqtt-token-sim stack is up",
         f"  AuthServer  {stack.authserver_url}   (admin API under /admin/)",
         f"  Broker      {stack.broker_url}",
         f"  AppServer   {stack.appserver_url}   (POST /v1/tokens, OpenAPI at /openapi.json)",
-        f"  data dir    {cfg.data_dir.resolve()}",
-        f"  clock       {stack.clock.mode}"
-        + (f" x{stack.clock.scale:g}" if stack.clock.mode == "scaled" else "")
+        f"  data dir    {stack.data_dir.resolve()}",
+        f"  clock       {clock.mode}"
+        + (f" x{clock.scale:g}" if clock.mode == "scaled" else "")
         + (
             f'   (advance: POST {stack.authserver_url}/admin/clock/advance {{"seconds": N}})'
-            if stack.clock.mode == "manual"
+            if clock.mode == "manual"
             else ""
         ),
         "dev credentials",
@@ -122,34 +132,26 @@ def _banner(stack: object) -> str:
         f"  instance {DEV_INSTANCE}",
     ]
     if cfg.dev_client:
+        grant = {"resources": list(DEV_CLIENT_RESOURCES), "actions": DEV_CLIENT_ACTIONS}
         lines.append(
             f"  AppServer client     {DEV_CLIENT_ID} / {DEV_CLIENT_SECRET}"
-            f"  resources {','.join(DEV_CLIENT_RESOURCES)} (R,W)"
+            f"  resources {','.join(DEV_CLIENT_RESOURCES)} ({DEV_CLIENT_ACTIONS})"
         )
         lines.append(
             f"  try: curl -s -u '{DEV_CLIENT_ID}:{DEV_CLIENT_SECRET}' -H 'Content-Type: "
-            f'application/json\' -d \'{{"resources":["dev/#"],"actions":"R,W"}}\' '
+            f"application/json' -d '{json.dumps(grant, separators=(',', ':'))}' "
             f"{stack.appserver_url}/v1/tokens"
         )
     lines.append("Ctrl-C or SIGTERM stops it.")
     return "\n".join(lines)
 
 
-async def _serve(config: object) -> int:
-    from sim.harness.stack import StackConfig, run_stack
+async def _serve(config: StackConfig) -> int:
+    from sim.harness.stack import run_stack
 
-    assert isinstance(config, StackConfig)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with run_stack(config) as stack:
-            print(_banner(stack), flush=True)
-            await stop.wait()
-            print("stopping ...", flush=True)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    print("stopped; data flushed to", config.data_dir.resolve(), flush=True)
+    async with stop_requested() as stop, run_stack(config) as stack:
+        print(_banner(stack), flush=True)
+        await stop.wait()
+        print("stopping ...", flush=True)
+    print("stopped; data flushed to", stack.data_dir.resolve(), flush=True)
     return 0

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
 from sim.customer.appserver.errors import UpstreamError
@@ -16,15 +15,6 @@ if TYPE_CHECKING:
     from sim.customer.appserver.service import TokenService
 
 CHEAP = 1  # scrypt cost for test accounts: the slow hash is tested on its own
-
-
-async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    """Poll ``predicate`` (yielding to the loop) until true; fail after ``within`` s."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.001)
 
 
 @contextlib.asynccontextmanager

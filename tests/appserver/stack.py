@@ -1,4 +1,5 @@
-"""A real mock AuthServer and a real AppServer on free ports, sharing one clock."""
+"""A real mock AuthServer and a real AppServer on free ports, sharing one clock: the one
+stack (sim.harness.stack) without its broker, with helpers the AppServer tests share."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from mock_authserver.config import AuthServerConfig
 from mock_authserver.runner import AuthServerHandle, run_authserver
 from sim.customer.appserver.config import AppServerConfig
-from sim.customer.appserver.runner import AppServerHandle, run_appserver
+from sim.customer.appserver.runner import AppServerHandle
 from sim.customer.appserver.upstream import LegacyTokenClient
+from sim.harness.admin import AdminClient
+from sim.harness.stack import StackConfig, StackHandle, run_stack
 from sim.shared.clock import Clock
+from sim.shared.promtext import MetricsSnapshot
 
 from .conftest import CHEAP, basic
 
@@ -27,23 +30,35 @@ GRANTS = [
 ]
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
 @dataclass
 class Stack:
-    auth: AuthServerHandle
-    app: AppServerHandle
-    http: aiohttp.ClientSession
-    clock: Clock
-    config: AppServerConfig
+    handle: StackHandle
+
+    @property
+    def auth(self) -> AuthServerHandle:
+        assert self.handle.authserver is not None
+        return self.handle.authserver
+
+    @property
+    def app(self) -> AppServerHandle:
+        assert self.handle.appserver is not None
+        return self.handle.appserver
+
+    @property
+    def admin(self) -> AdminClient:
+        return self.handle.admin
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        return self.handle.admin.http
+
+    @property
+    def clock(self) -> Clock:
+        return self.handle.clock
+
+    @property
+    def config(self) -> AppServerConfig:
+        return self.handle.config.appserver
 
     async def put_account(
         self,
@@ -52,16 +67,9 @@ class Stack:
         grants: list[Any] | None = None,
         enabled: bool = True,
     ) -> dict[str, Any]:
-        async with self.http.put(
-            f"{self.app.url}/admin/accounts/{client_id}",
-            json={
-                "secret": secret,
-                "grants": GRANTS if grants is None else grants,
-                "enabled": enabled,
-            },
-        ) as resp:
-            assert resp.status in (200, 201), await resp.text()
-            return dict(await resp.json())
+        return await self.admin.appserver.put_account(
+            client_id, secret=secret, grants=GRANTS if grants is None else grants, enabled=enabled
+        )
 
     async def ask(
         self, resources: list[str], actions: str = "R", client_id: str = "c1", secret: str = "pw"
@@ -73,30 +81,22 @@ class Stack:
         ) as resp:
             return resp.status, dict(await resp.json()), resp
 
-    async def auth_metrics(self) -> str:
-        async with self.http.get(f"{self.auth.url}/admin/metrics") as resp:
-            return await resp.text()
-
     async def applies(self, code: str | None = "200") -> float:
         labels = {"operation": "apply"} | ({"code": code} if code else {})
-        return metric(await self.auth_metrics(), "mqtt_authserver_requests_total", **labels)
+        metrics = await self.admin.authserver.metrics()
+        return metrics.total("mqtt_authserver_requests_total", **labels)
 
-    async def app_metrics(self) -> str:
-        async with self.http.get(f"{self.app.url}/admin/metrics") as resp:
-            assert resp.status == 200
-            return await resp.text()
+    async def app_metrics(self) -> MetricsSnapshot:
+        return await self.admin.appserver.metrics()
 
     async def fault(self, **fault: Any) -> None:
-        async with self.http.post(f"{self.auth.url}/admin/faults", json=fault) as resp:
-            assert resp.status in (200, 201), await resp.text()
+        await self.admin.authserver.add_fault(fault)
 
     async def clear_faults(self) -> None:
-        async with self.http.delete(f"{self.auth.url}/admin/faults") as resp:
-            assert resp.status < 300
+        await self.admin.authserver.clear_faults()
 
     async def health(self) -> dict[str, Any]:
-        async with self.http.get(f"{self.app.url}/admin/health") as resp:
-            return dict(await resp.json())
+        return await self.admin.appserver.health()
 
     def query_client(self) -> LegacyTokenClient:
         c = self.config
@@ -106,6 +106,7 @@ class Stack:
 
 
 def app_config(auth_url: str, data_dir: Path | None, **overrides: Any) -> AppServerConfig:
+    """An AppServer on its own (one part: no stack), e.g. against a dead AuthServer."""
     base = AppServerConfig(
         host="127.0.0.1",
         port=0,
@@ -119,6 +120,7 @@ def app_config(auth_url: str, data_dir: Path | None, **overrides: Any) -> AppSer
 
 @contextlib.asynccontextmanager
 async def authserver(clock: Clock, data_dir: Path) -> AsyncIterator[AuthServerHandle]:
+    """An AuthServer on its own (one part: no stack)."""
     async with run_authserver(
         AuthServerConfig(host="127.0.0.1", port=0, data_dir=data_dir), clock=clock
     ) as auth:
@@ -127,7 +129,11 @@ async def authserver(clock: Clock, data_dir: Path) -> AsyncIterator[AuthServerHa
 
 @contextlib.asynccontextmanager
 async def stack(clock: Clock, tmp_path: Path, **overrides: Any) -> AsyncIterator[Stack]:
-    async with authserver(clock, tmp_path / "auth") as auth:
-        config = app_config(auth.url, tmp_path / "app", **overrides)
-        async with run_appserver(config, clock=clock) as app, aiohttp.ClientSession() as http:
-            yield Stack(auth, app, http, clock, config)
+    """AuthServer and AppServer (``overrides``: AppServerConfig fields) on ``clock``."""
+    config = (
+        StackConfig(data_dir=tmp_path / "stack", without=frozenset({"broker"}), dev_client=False)
+        .with_free_ports()
+        .with_appserver(**{"password_hash_cost": CHEAP, "seed": 1, **overrides})
+    )
+    async with run_stack(config, clock=clock) as handle:
+        yield Stack(handle)

@@ -30,8 +30,9 @@ from sim.customer.appserver.revocation import Revocation
 from sim.customer.appserver.service import TokenService
 from sim.customer.appserver.store import Store
 from sim.shared.clock import ManualClock
+from sim.shared.waiting import wait_until
 
-from .conftest import CHEAP, FakeUpstream, down, draining, until
+from .conftest import CHEAP, FakeUpstream, down, draining
 
 WIDE = (Grant(("dev/#",), frozenset({"R", "W"})),)
 READ = TokenRequest(frozenset({"R"}), ("dev/a",))
@@ -80,7 +81,9 @@ async def test_start_up_recheck_takes_out_tokens_the_grants_do_not_allow(tmp_pat
     assert len(service.revocations) == 3
     assert (await service.issue(service.accounts["n"], READ)).token.token == "keep"
     async with draining(service):
-        await until(lambda: len(upstream.revoked) == 3)
+        await wait_until(
+            lambda: len(upstream.revoked) == 3, timeout=10, what="len(upstream.revoked) == 3"
+        )
     assert sorted(upstream.revoked) == ["deleted", "disabled", "narrowed-out"]
 
 
@@ -102,7 +105,7 @@ async def test_no_stale_fallback_to_a_token_taken_away_while_waiting() -> None:
     with pytest.raises(ServiceUnavailable):  # takes the slot of this second
         await service.issue(service.accounts["c"], TokenRequest(frozenset({"R"}), ("dev/b",)))
     waiting = asyncio.create_task(service.issue(service.accounts["c"], READ))
-    await until(lambda: service.draining == 1)
+    await wait_until(lambda: service.draining == 1, timeout=10, what="service.draining == 1")
     await service.put_account("c", AccountBody(None, None, False))
     await service.put_account("c", AccountBody(None, None, True))
     assert service.store.load_pending() == [Revocation(old.token, "c", old.expire_ms)]
@@ -128,11 +131,19 @@ async def test_failed_revoke_backoff_doubles_up_to_its_cap() -> None:
     waits = []
     async with draining(service):
         for _ in range(5):
-            await until(lambda: drain.parked_until is not None and drain.parked_until < math.inf)
+            await wait_until(
+                lambda: drain.parked_until is not None and drain.parked_until < math.inf,
+                timeout=10,
+                what="drain.parked_until is not None and drain.parked_until < math.inf",
+            )
             assert drain.parked_until is not None
             waits.append(drain.parked_until - clock.now())
             clock.set(drain.parked_until)
-            await until(lambda: drain.parked_until is None or drain.parked_until > clock.now())
+            await wait_until(
+                lambda: drain.parked_until is None or drain.parked_until > clock.now(),
+                timeout=10,
+                what="drain.parked_until is None or drain.parked_until > clock.now()",
+            )
     ceilings = [10, 20, 40, 40, 40]
     assert all(c / 2 <= w <= c + 0.001 for w, c in zip(waits, ceilings, strict=True)), waits
     assert upstream.revoked == [] and len(drain) == 1  # never dropped
@@ -156,7 +167,9 @@ async def test_an_expired_token_is_not_revoked(tmp_path: Path) -> None:
     clock.advance(3600)  # the token expires before the revoke could go
     upstream.revoke_fail = None
     async with draining(service):
-        await until(lambda: len(service.revocations) == 0)
+        await wait_until(
+            lambda: len(service.revocations) == 0, timeout=10, what="len(service.revocations) == 0"
+        )
     assert upstream.revoked == []
     assert service.metrics.registry.get_sample_value("appserver_revocations_expired_total") == 1
 

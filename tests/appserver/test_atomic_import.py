@@ -19,11 +19,11 @@ import pytest
 
 from mock_authserver.config import AuthServerConfig
 from mock_authserver.runner import AuthServerHandle, run_authserver
-from sim.customer.appserver.config import AppServerConfig
-from sim.customer.appserver.runner import AppServerHandle, run_appserver
+from sim.customer.appserver.runner import AppServerHandle
+from sim.harness.admin import AuthServerAdmin
 from sim.shared.clock import Clock, ManualClock, SystemClock
 
-from .conftest import CHEAP
+from .stack import stack
 from .test_process import start
 from .wire import (
     KEEP,
@@ -46,22 +46,9 @@ K = 4  # accounts disabled, and as many narrowed, per import
 async def parts(
     clock: Clock, tmp_path: Path, **app: Any
 ) -> AsyncIterator[tuple[AuthServerHandle, AppServerHandle, aiohttp.ClientSession]]:
-    async with run_authserver(
-        AuthServerConfig(host="127.0.0.1", port=0, data_dir=tmp_path / "auth"), clock=clock
-    ) as auth:
-        config = AppServerConfig(
-            **{
-                "host": "127.0.0.1",
-                "port": 0,
-                "authserver_url": auth.url,
-                "data_dir": tmp_path / "app",
-                "password_hash_cost": CHEAP,
-                "seed": 1,
-                **app,
-            }
-        )
-        async with run_appserver(config, clock=clock) as appserver, aiohttp.ClientSession() as http:
-            yield auth, appserver, http
+    """AuthServer and AppServer (``app``: AppServerConfig fields): the one stack."""
+    async with stack(clock, tmp_path, **app) as s:
+        yield s.auth, s.app, s.http
 
 
 def the_change() -> list[dict[str, Any]]:
@@ -130,8 +117,7 @@ async def test_no_old_token_once_the_import_is_committed(tmp_path: Path, revoke_
         await assert_no_old_token(http, app.url, old)
         assert await total(http, app.url, "appserver_pending_revocations") >= 1
         # The AuthServer recovers: the queue drains (jittered backoff, virtual time).
-        async with http.delete(f"{auth.url}/admin/faults") as resp:
-            assert resp.status < 300
+        await AuthServerAdmin(auth.url, http, 30).clear_faults()
         revoked = [t for (c, name), t in old.items() if c.startswith("d") or name == "lose"]
 
         drain = app.service.revocations

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from sim.shared.clock import ManualClock, SystemClock
 
 from .conftest import basic
-from .stack import GRANTS, metric, stack
+from .stack import GRANTS, stack
 
 
 async def test_every_4xx_path(tmp_path: Path) -> None:
@@ -103,8 +103,8 @@ async def test_every_4xx_path(tmp_path: Path) -> None:
         status, body = await post(basic("c1", "pw"), json=ok)
         assert status == 403 and body["error"] == "account_disabled"
         text = await s.app_metrics()
-        assert metric(text, "appserver_token_requests_total", outcome="unauthorized") == 5
-        assert metric(text, "appserver_token_requests_total", outcome="forbidden") == 3
+        assert text.total("appserver_token_requests_total", outcome="unauthorized") == 5
+        assert text.total("appserver_token_requests_total", outcome="forbidden") == 3
         assert await s.applies(code=None) == 0  # none of that reached the AuthServer
 
 

@@ -35,7 +35,8 @@ def modes(root: Path) -> dict[str, int]:
     return out
 
 
-PARTS = (("auth", "authserver.sqlite3"), ("app", "appserver.sqlite3"))
+#: Each part's data dir in the stack's one data dir (tests/appserver/stack.py).
+PARTS = (("stack/authserver", "authserver.sqlite3"), ("stack/appserver", "appserver.sqlite3"))
 
 
 async def _use_both(tmp_path: Path) -> dict[str, dict[str, int]]:
@@ -45,8 +46,8 @@ async def _use_both(tmp_path: Path) -> dict[str, dict[str, int]]:
         await s.put_account()
         status, body, _ = await s.ask(["fleet/a"])
         assert status == 200, body
-        async with s.http.delete(f"{s.app.url}/admin/accounts/c1") as resp:
-            assert resp.status == 200  # revokes upstream: the AuthServer writes too
+        await s.admin.appserver.delete_account("c1")  # revokes upstream: the AuthServer writes
+        await s.handle.idle()  # ... once the revocation queue has sent it
         return {part: modes(tmp_path / part) for part, _ in PARTS}
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import aiohttp
 
+from sim.harness.admin import AdminClient
 from sim.shared.clock import SystemClock
 
 from .conftest import basic
-from .stack import authserver, metric
+from .stack import authserver
 
 
 async def start(auth_url: str, data_dir: Path) -> tuple[asyncio.subprocess.Process, str]:
@@ -56,14 +57,10 @@ async def test_token_survives_kill_9_and_sigterm_exits_0(tmp_path: Path) -> None
         data_dir = tmp_path / "app"
         proc, url = await start(auth.url, data_dir)
         try:
-            async with http.put(
-                f"{url}/admin/accounts/c1",
-                json={
-                    "secret": "pw",
-                    "grants": [{"resources": ["a/#"], "actions": "R,W"}],
-                },
-            ) as resp:
-                assert resp.status == 201
+            admin = AdminClient(auth.url, url, http=http)
+            await admin.appserver.put_account(
+                "c1", secret="pw", grants=[{"resources": ["a/#"], "actions": "R,W"}]
+            )
             async with http.post(
                 f"{url}/v1/tokens",
                 headers=basic("c1", "pw"),
@@ -86,11 +83,8 @@ async def test_token_survives_kill_9_and_sigterm_exits_0(tmp_path: Path) -> None
                 assert resp.status == 200
                 again = await resp.json()
             assert again["token"] == first["token"] and again["stale"] is False
-            async with http.get(f"{auth.url}/admin/metrics") as resp:
-                assert (
-                    metric(await resp.text(), "mqtt_authserver_requests_total", operation="apply")
-                    == 1
-                )
+            metrics = await AdminClient(auth.url, http=http).authserver.metrics()
+            assert metrics.total("mqtt_authserver_requests_total", operation="apply") == 1
         finally:
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 30) == 0

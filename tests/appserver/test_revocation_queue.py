@@ -16,12 +16,12 @@ import pytest
 
 from mock_authserver.config import AuthServerConfig
 from mock_authserver.runner import AuthServerHandle, run_authserver
-from sim.customer.appserver.config import AppServerConfig
-from sim.customer.appserver.runner import AppServerHandle, run_appserver
+from sim.customer.appserver.runner import AppServerHandle
 from sim.customer.appserver.upstream import LegacyTokenClient, OpenApiRevokeClient
 from sim.shared.clock import ManualClock
+from sim.shared.waiting import wait_until
 
-from .conftest import CHEAP, until
+from .stack import stack
 from .wire import (
     WIDE,
     ask,
@@ -34,24 +34,11 @@ from .wire import (
 )
 
 
-def app_config(auth_url: str, data_dir: Path, **overrides: Any) -> AppServerConfig:
-    return AppServerConfig(
-        **{
-            "host": "127.0.0.1",
-            "port": 0,
-            "authserver_url": auth_url,
-            "data_dir": data_dir,
-            "password_hash_cost": CHEAP,
-            "seed": 5,
-            **overrides,
-        }
-    )
-
-
 @contextlib.asynccontextmanager
 async def authserver(
     clock: ManualClock, tmp_path: Path
 ) -> AsyncIterator[tuple[AuthServerHandle, aiohttp.ClientSession]]:
+    """An AuthServer on its own: here only to have a URL where nobody listens."""
     async with (
         run_authserver(
             AuthServerConfig(host="127.0.0.1", port=0, data_dir=tmp_path / "auth"), clock=clock
@@ -91,62 +78,69 @@ async def test_disabling_many_accounts_sends_at_most_the_limit_per_window(
     """3 accounts x 4 tokens disabled at once: RevokeToken's 5 per second, never more;
     12 revoked after 3 windows."""
     clock = ManualClock()
-    async with authserver(clock, tmp_path) as (auth, http):
-        config = app_config(auth.url, tmp_path / "app")
-        async with run_appserver(config, clock=clock) as app:
-            accounts = ["a0", "a1", "a2"]
-            tokens = await tokens_of(http, app, accounts, 4)
-            answer = await bulk(
-                http, app.url, [{"client_id": c, "enabled": False} for c in accounts]
-            )
-            assert (answer["dropped"], answer["queued"]) == (12, 12)
-            assert await sent_after(http, auth.url, 5) == 5  # the first window
-            assert await total(http, app.url, "appserver_pending_revocations") == 7
-            clock.advance(0.999)
-            clock.advance(0.001)
-            assert await sent_after(http, auth.url, 10) == 10
-            clock.advance(1.0)
-            assert await sent_after(http, auth.url, 12) == 12
-            await until(lambda: len(app.service.revocations) == 0)
-            assert await revokes_seen(http, auth.url, code="200") == 12
-            assert [await token_status(http, auth.url, t) for t in tokens] == ["revoked"] * 12
-            assert await total(http, app.url, "appserver_upstream_revokes_total", result="ok") == 12
-            assert isinstance(app.service.revocations.revoker, OpenApiRevokeClient)
+    async with stack(clock, tmp_path, seed=5) as s:
+        auth, http, app = s.auth, s.http, s.app
+        accounts = ["a0", "a1", "a2"]
+        tokens = await tokens_of(http, app, accounts, 4)
+        answer = await bulk(http, app.url, [{"client_id": c, "enabled": False} for c in accounts])
+        assert (answer["dropped"], answer["queued"]) == (12, 12)
+        assert await sent_after(http, auth.url, 5) == 5  # the first window
+        assert await total(http, app.url, "appserver_pending_revocations") == 7
+        clock.advance(0.999)
+        clock.advance(0.001)
+        assert await sent_after(http, auth.url, 10) == 10
+        clock.advance(1.0)
+        assert await sent_after(http, auth.url, 12) == 12
+        await wait_until(
+            lambda: len(app.service.revocations) == 0,
+            timeout=10,
+            what="len(app.service.revocations) == 0",
+        )
+        assert await revokes_seen(http, auth.url, code="200") == 12
+        assert [await token_status(http, auth.url, t) for t in tokens] == ["revoked"] * 12
+        assert await total(http, app.url, "appserver_upstream_revokes_total", result="ok") == 12
+        assert isinstance(app.service.revocations.revoker, OpenApiRevokeClient)
 
 
 async def test_legacy_revoke_keeps_one_per_minute(tmp_path: Path) -> None:
     clock = ManualClock()
-    async with authserver(clock, tmp_path) as (auth, http):
-        config = app_config(auth.url, tmp_path / "app", revoke_api="legacy")
-        async with run_appserver(config, clock=clock) as app:
-            assert isinstance(app.service.revocations.revoker, LegacyTokenClient)
-            t0 = clock.now()
-            tokens = await tokens_of(http, app, ["a0"], 2)
-            await bulk(http, app.url, [{"client_id": "a0", "enabled": False}])
-            assert await sent_after(http, auth.url, 1) == 1
-            drain = app.service.revocations
-            clock.advance(59.9)
-            await until(lambda: drain.parked_until == t0 + 60 and drain.pending.in_flight == 0)
-            assert await revokes_seen(http, auth.url) == 1  # not before the minute is over
-            clock.advance(0.1)
-            assert await sent_after(http, auth.url, 2) == 2
-            assert [await token_status(http, auth.url, t) for t in tokens] == ["revoked"] * 2
+    async with stack(clock, tmp_path, seed=5, revoke_api="legacy") as s:
+        auth, http, app = s.auth, s.http, s.app
+        assert isinstance(app.service.revocations.revoker, LegacyTokenClient)
+        t0 = clock.now()
+        tokens = await tokens_of(http, app, ["a0"], 2)
+        await bulk(http, app.url, [{"client_id": "a0", "enabled": False}])
+        assert await sent_after(http, auth.url, 1) == 1
+        drain = app.service.revocations
+        clock.advance(59.9)
+        await wait_until(
+            lambda: drain.parked_until == t0 + 60 and drain.pending.in_flight == 0,
+            timeout=10,
+            what="drain.parked_until == t0 + 60 and drain.pending.in_flight == 0",
+        )
+        assert await revokes_seen(http, auth.url) == 1  # not before the minute is over
+        clock.advance(0.1)
+        assert await sent_after(http, auth.url, 2) == 2
+        assert [await token_status(http, auth.url, t) for t in tokens] == ["revoked"] * 2
 
 
 async def test_a_configured_limit_replaces_the_documented_one(tmp_path: Path) -> None:
     clock = ManualClock()
-    async with authserver(clock, tmp_path) as (auth, http):
-        config = app_config(auth.url, tmp_path / "app", revoke_limit=2, revoke_window_s=10)
-        async with run_appserver(config, clock=clock) as app:
-            await tokens_of(http, app, ["a0"], 5)
-            await bulk(http, app.url, [{"client_id": "a0", "enabled": False}])
-            assert await sent_after(http, auth.url, 2) == 2
-            clock.advance(5)
-            drain = app.service.revocations
-            await until(lambda: drain.parked_until is not None and drain.parked_until < math.inf)
-            assert await revokes_seen(http, auth.url) == 2
-            clock.advance(5)
-            assert await sent_after(http, auth.url, 4) == 4
+    async with stack(clock, tmp_path, seed=5, revoke_limit=2, revoke_window_s=10) as s:
+        auth, http, app = s.auth, s.http, s.app
+        await tokens_of(http, app, ["a0"], 5)
+        await bulk(http, app.url, [{"client_id": "a0", "enabled": False}])
+        assert await sent_after(http, auth.url, 2) == 2
+        clock.advance(5)
+        drain = app.service.revocations
+        await wait_until(
+            lambda: drain.parked_until is not None and drain.parked_until < math.inf,
+            timeout=10,
+            what="drain.parked_until is not None and drain.parked_until < math.inf",
+        )
+        assert await revokes_seen(http, auth.url) == 2
+        clock.advance(5)
+        assert await sent_after(http, auth.url, 4) == 4
 
 
 @pytest.mark.parametrize(
@@ -161,45 +155,51 @@ async def test_a_throttled_revoke_is_retried_later_even_after_a_restart(
     tmp_path: Path, revoke_api: str, throttling: dict[str, Any], window_s: float
 ) -> None:
     clock = ManualClock()
-    async with authserver(clock, tmp_path) as (auth, http):
-        config = app_config(auth.url, tmp_path / "app", revoke_api=revoke_api)
-        async with run_appserver(config, clock=clock) as app:
-            [token] = await tokens_of(http, app, ["a0"], 1)
-            await fault(http, auth.url, operation="revoke", kind="error", times=1, **throttling)
-            t0 = clock.now()
-            await bulk(http, app.url, [{"client_id": "a0", "enabled": False}])
-            assert await sent_after(http, auth.url, 1) == 1
+    async with stack(clock, tmp_path, seed=5, revoke_api=revoke_api) as s:
+        auth, http, app = s.auth, s.http, s.app
+        [token] = await tokens_of(http, app, ["a0"], 1)
+        await fault(http, auth.url, operation="revoke", kind="error", times=1, **throttling)
+        t0 = clock.now()
+        await bulk(http, app.url, [{"client_id": "a0", "enabled": False}])
+        assert await sent_after(http, auth.url, 1) == 1
 
-            async def throttled() -> bool:
-                return (
-                    await total(
-                        http, app.url, "appserver_upstream_revokes_total", result="throttled"
-                    )
-                    == 1
-                )
+        async def throttled() -> bool:
+            return (
+                await total(http, app.url, "appserver_upstream_revokes_total", result="throttled")
+                == 1
+            )
 
-            await eventually(throttled, within=5)
-            drain = app.service.revocations
-            await until(lambda: drain.parked_until is not None and drain.parked_until < math.inf)
-            # Backed off by about one window of the limit (jittered: at least half of it),
-            # and the schedule is in the store.
-            [queued] = app.service.store.load_pending()
-            retry_at = queued.not_before_ms / 1000
-            assert queued.attempts == 1
-            assert t0 + window_s / 2 <= retry_at <= t0 + window_s + 0.001
-            assert drain.parked_until >= retry_at
-            assert await total(http, app.url, "appserver_pending_revocations") == 1
-            assert await token_status(http, auth.url, token) == "valid"  # not dropped either
+        await eventually(throttled, within=5)
+        drain = app.service.revocations
+        await wait_until(
+            lambda: drain.parked_until is not None and drain.parked_until < math.inf,
+            timeout=10,
+            what="drain.parked_until is not None and drain.parked_until < math.inf",
+        )
+        # Backed off by about one window of the limit (jittered: at least half of it),
+        # and the schedule is in the store.
+        [queued] = app.service.store.load_pending()
+        retry_at = queued.not_before_ms / 1000
+        assert queued.attempts == 1
+        assert t0 + window_s / 2 <= retry_at <= t0 + window_s + 0.001
+        assert drain.parked_until >= retry_at
+        assert await total(http, app.url, "appserver_pending_revocations") == 1
+        assert await token_status(http, auth.url, token) == "valid"  # not dropped either
         # The queue survives a restart, with its schedule.
-        async with run_appserver(config, clock=clock) as app:
-            drain = app.service.revocations
-            await until(lambda: drain.parked_until is not None and drain.parked_until < math.inf)
-            assert drain.parked_until == pytest.approx(retry_at, abs=0.001)
-            assert await revokes_seen(http, auth.url) == 1
-            clock.set(retry_at)
-            assert await sent_after(http, auth.url, 2) == 2
-            await until(lambda: len(drain) == 0)
-            assert await token_status(http, auth.url, token) == "revoked"
+        await s.handle.restart("appserver")  # same port, same data dir
+        app = s.app
+        drain = app.service.revocations
+        await wait_until(
+            lambda: drain.parked_until is not None and drain.parked_until < math.inf,
+            timeout=10,
+            what="drain.parked_until is not None and drain.parked_until < math.inf",
+        )
+        assert drain.parked_until == pytest.approx(retry_at, abs=0.001)
+        assert await revokes_seen(http, auth.url) == 1
+        clock.set(retry_at)
+        assert await sent_after(http, auth.url, 2) == 2
+        await wait_until(lambda: len(drain) == 0, timeout=10, what="len(drain) == 0")
+        assert await token_status(http, auth.url, token) == "revoked"
 
 
 async def test_revokes_go_to_the_openapi_url(tmp_path: Path) -> None:
@@ -208,20 +208,17 @@ async def test_revokes_go_to_the_openapi_url(tmp_path: Path) -> None:
     clock = ManualClock()
     async with authserver(clock, tmp_path / "dead") as (dead, _):
         dead_url = dead.url
-    async with authserver(clock, tmp_path) as (auth, http):
-        config = app_config(auth.url, tmp_path / "app", openapi_url=dead_url)
-        async with run_appserver(config, clock=clock) as app:
-            await tokens_of(http, app, ["a0"], 1)
-            await bulk(http, app.url, [{"client_id": "a0", "enabled": False}])
+    async with stack(clock, tmp_path, seed=5, openapi_url=dead_url) as s:
+        auth, http, app = s.auth, s.http, s.app
+        await tokens_of(http, app, ["a0"], 1)
+        await bulk(http, app.url, [{"client_id": "a0", "enabled": False}])
 
-            async def failed() -> bool:
-                errors = await total(
-                    http, app.url, "appserver_upstream_errors_total", operation="revoke"
-                )
-                return errors == 1
-
-            await eventually(failed)
-            assert (
-                await total(http, app.url, "appserver_upstream_errors_total", reason="connect") == 1
+        async def failed() -> bool:
+            errors = await total(
+                http, app.url, "appserver_upstream_errors_total", operation="revoke"
             )
-            assert await revokes_seen(http, auth.url) == 0
+            return errors == 1
+
+        await eventually(failed)
+        assert await total(http, app.url, "appserver_upstream_errors_total", reason="connect") == 1
+        assert await revokes_seen(http, auth.url) == 0

@@ -22,9 +22,10 @@ from sim.customer.appserver.policy import AccountBody, Grant, TokenRequest
 from sim.customer.appserver.resilience import BreakerState
 from sim.customer.appserver.service import TokenService
 from sim.customer.appserver.store import Store
+from sim.harness.idle import wait_idle
 from sim.shared.clock import ManualClock
 
-from .conftest import CHEAP, FakeUpstream, down, draining, until
+from .conftest import CHEAP, FakeUpstream, down, draining
 
 GRANT = (Grant(("dev/#",), frozenset({"R", "W"})),)
 REQ = TokenRequest(frozenset({"R"}), ("dev/a",))
@@ -102,7 +103,8 @@ async def test_single_flight_one_apply_for_many_concurrent_asks() -> None:
     upstream.gate = asyncio.Event()
     asks = [asyncio.create_task(service.issue(acct, REQ)) for _ in range(200)]
     other = asyncio.create_task(service.issue(acct, TokenRequest(frozenset({"W"}), ("dev/a",))))
-    await until(lambda: len(upstream.applies) == 2)
+    await wait_idle()
+    assert len(upstream.applies) == 2
     upstream.gate.set()
     results = await asyncio.gather(*asks)
     await other
@@ -117,7 +119,8 @@ async def test_cancelled_asker_does_not_cancel_the_shared_apply() -> None:
     upstream.gate = asyncio.Event()
     first = asyncio.create_task(service.issue(acct, REQ))
     second = asyncio.create_task(service.issue(acct, REQ))
-    await until(lambda: bool(upstream.applies))
+    await wait_idle()
+    assert upstream.applies
     first.cancel()
     upstream.gate.set()
     assert (await second).source == "issued"
@@ -178,10 +181,12 @@ async def test_drain_rate_bounds_applies_after_recovery() -> None:
         asyncio.create_task(service.issue(acct, TokenRequest(frozenset({"R"}), (f"dev/{i}",))))
         for i in range(6)
     ]
-    await until(lambda: clock.pending() == 4)  # the burst went, 4 wait for a slot
+    await wait_idle()
+    assert clock.pending() == 4  # the burst went, 4 wait for a slot
     assert len(upstream.applies) == 2
     clock.advance(0.5)
-    await until(lambda: len(upstream.applies) == 3)  # then 2 per second
+    await wait_idle()
+    assert len(upstream.applies) == 3  # then 2 per second
     assert clock.pending() == 3
     clock.advance(1.5)
     await asyncio.gather(*asks)
@@ -220,7 +225,8 @@ async def test_disable_and_delete_revoke_and_drop() -> None:
     change = await service.delete_account("c2")
     assert change.queued == 1 and not service.tokens and "c2" not in service.accounts
     async with draining(service):
-        await until(lambda: len(upstream.revoked) == 3)
+        await wait_idle()
+        assert len(upstream.revoked) == 3
     assert sorted(upstream.revoked) == sorted([t1, t2, t3])
     assert len(service.revocations) == 0 and service.store.load_pending() == []
 
@@ -234,7 +240,8 @@ async def test_narrowed_grants_revoke_tokens_outside_them() -> None:
     await service.put_account("c1", AccountBody(None, (Grant(("dev/#",), frozenset({"R"})),), None))
     assert [t.token for t in service.tokens.values()] == [keep]
     async with draining(service):
-        await until(lambda: upstream.revoked == [lose])
+        await wait_idle()
+        assert upstream.revoked == [lose]
 
 
 async def test_failed_revocations_are_retried(tmp_path: Path) -> None:
@@ -246,7 +253,8 @@ async def test_failed_revocations_are_retried(tmp_path: Path) -> None:
     assert change.queued == 1
     assert not service.tokens  # never handed out again, even before the revoke lands
     async with draining(service):
-        await until(lambda: parked(service) < math.inf)
+        await wait_idle()
+        assert parked(service) < math.inf
         # Jittered backoff: 30 s doubling, half of it fixed (capped here at 30 s).
         assert clock.now() + 15 <= parked(service) <= clock.now() + 30
     assert upstream.revoked == [] and len(service.revocations) == 1
@@ -256,10 +264,12 @@ async def test_failed_revocations_are_retried(tmp_path: Path) -> None:
     assert queued.attempts == 1 and queued.not_before_ms > clock.now_ms()
     upstream.revoke_fail = None
     async with draining(restarted):
-        await until(lambda: parked(restarted) < math.inf)
+        await wait_idle()
+        assert parked(restarted) < math.inf
         assert upstream.revoked == []  # not before its time
         clock.advance(30)
-        await until(lambda: upstream.revoked == [token])
+        await wait_idle()
+        assert upstream.revoked == [token]
     assert restarted.store.load_pending() == []
 
 
@@ -269,14 +279,16 @@ async def test_account_disabled_during_apply_gets_no_token() -> None:
     acct = service.accounts["c1"]
     upstream.gate = asyncio.Event()
     ask = asyncio.create_task(service.issue(acct, REQ))
-    await until(lambda: bool(upstream.applies))
+    await wait_idle()
+    assert upstream.applies
     await service.put_account("c1", AccountBody(None, None, False))
     upstream.gate.set()
     with pytest.raises(AccountDisabled):
         await ask
     assert not service.tokens
     async with draining(service):
-        await until(lambda: upstream.revoked == ["tok-1"])
+        await wait_idle()
+        assert upstream.revoked == ["tok-1"]
 
 
 async def test_restart_keeps_the_cache(tmp_path: Path) -> None:

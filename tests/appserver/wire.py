@@ -1,20 +1,19 @@
 """Talking to a real AppServer and a real mock AuthServer over HTTP, for the tests of
 account changes and revocation (docs/appserver.md "Account changes" and "Revocation
-queue").  Only public and admin HTTP APIs; the metrics are read with the scenarios'
-one reader."""
+queue").  Only public and admin HTTP APIs, the admin ones through the one admin client
+(sim.harness.admin)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
-from scenarios.metrics import parse_metrics
+from sim.harness.admin import AppServerAdmin, AuthServerAdmin
+from sim.shared.waiting import wait_until
 
 from .conftest import basic
 
@@ -40,28 +39,22 @@ async def ask(
 async def bulk(
     http: aiohttp.ClientSession, url: str, accounts: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    async with http.post(f"{url}/admin/accounts:bulk", json={"accounts": accounts}) as resp:
-        assert resp.status == 200, await resp.text()
-        return dict(await resp.json())
+    return dict(await AppServerAdmin(url, http, 30).import_accounts(accounts))
 
 
 async def fault(http: aiohttp.ClientSession, auth_url: str, **spec: Any) -> None:
-    async with http.post(f"{auth_url}/admin/faults", json=spec) as resp:
-        assert resp.status == 201, await resp.text()
+    await AuthServerAdmin(auth_url, http, 30).add_fault(spec)
 
 
 async def total(http: aiohttp.ClientSession, url: str, name: str, **labels: str) -> float:
-    """A counter or gauge of a part's ``/admin/metrics``, summed over ``labels``."""
-    async with http.get(f"{url}/admin/metrics") as resp:
-        assert resp.status == 200
-        return parse_metrics(await resp.text()).total(name, **labels)
+    """A counter or gauge of the AppServer's ``/admin/metrics``, summed over ``labels``."""
+    return (await AppServerAdmin(url, http, 30).metrics()).total(name, **labels)
 
 
 async def revokes_seen(http: aiohttp.ClientSession, auth_url: str, **labels: str) -> float:
     """Revoke requests the AuthServer received (whatever their answer)."""
-    return await total(
-        http, auth_url, "mqtt_authserver_requests_total", operation="revoke", **labels
-    )
+    metrics = await AuthServerAdmin(auth_url, http, 30).metrics()
+    return metrics.total("mqtt_authserver_requests_total", operation="revoke", **labels)
 
 
 def token_id(token: str) -> str:
@@ -73,15 +66,9 @@ def token_id(token: str) -> str:
 
 async def token_status(http: aiohttp.ClientSession, auth_url: str, token: str) -> str:
     """``valid``, ``revoked`` or ``expired``, as the AuthServer's admin API says."""
-    async with http.get(f"{auth_url}/admin/tokens/{token_id(token)}") as resp:
-        assert resp.status == 200
-        return str((await resp.json())["status"])
+    return str((await AuthServerAdmin(auth_url, http, 30).token(token_id(token)))["status"])
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
     """Poll an async condition with a deadline (real seconds); fail if it never holds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.01)
+    await wait_until(check, timeout=within, what=getattr(check, "__name__", "the condition"))

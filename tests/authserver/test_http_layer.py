@@ -27,10 +27,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mock_authserver.config import AuthServerConfig
-from mock_authserver.runner import run_authserver
-from sim.customer.appserver.config import AppServerConfig
-from sim.customer.appserver.runner import run_appserver
+from sim.harness.stack import Part, StackConfig, run_stack
 from sim.shared.clock import ManualClock
 from sim.shared.httplimits import HttpLimits
 from sim.shared.httpserver import HttpStats
@@ -62,11 +59,21 @@ class Server:
 
 @contextlib.asynccontextmanager
 async def served(kind: str, tmp_path: Path, limits: HttpLimits) -> AsyncIterator[Server]:
-    clock = ManualClock(START)
-    auth_limits = limits if kind == "authserver" else HttpLimits()
-    config = AuthServerConfig(data_dir=tmp_path / "auth", http=auth_limits)
-    async with run_authserver(config, clock=clock) as auth:
+    """The AuthServer, or the AppServer in front of one (the one stack, no broker), with
+    ``limits`` on the server under test."""
+    without: frozenset[Part] = frozenset(
+        {"broker", "appserver"} if kind == "authserver" else {"broker"}
+    )
+    config = (
+        StackConfig(data_dir=tmp_path, without=without, dev_client=False)
+        .with_free_ports()
+        .with_authserver(http=limits if kind == "authserver" else HttpLimits())
+        .with_appserver(password_hash_cost=1, http=limits)
+    )
+    async with run_stack(config, clock=ManualClock(START)) as stack:
         if kind == "authserver":
+            auth = stack.authserver
+            assert auth is not None
             endpoints = [
                 ("PUT", "/admin/accounts/ak9", {}),
                 ("POST", "/admin/faults", {}),
@@ -75,26 +82,17 @@ async def served(kind: str, tmp_path: Path, limits: HttpLimits) -> AsyncIterator
             ]
             yield Server(kind, auth.port, auth.url, auth.http_stats, endpoints[0], endpoints)
             return
-        app_config = AppServerConfig(
-            host="127.0.0.1",
-            port=0,
-            authserver_url=auth.url,
-            data_dir=tmp_path / "app",
-            password_hash_cost=1,
-            http=limits,
+        app = stack.appserver
+        assert app is not None
+        await stack.admin.appserver.put_account(
+            "c1", secret=BASIC_SECRET, grants=[{"resources": ["a/#"], "actions": "R"}]
         )
-        async with run_appserver(app_config, clock=clock) as app, aiohttp.ClientSession() as http:
-            async with http.put(
-                f"{app.url}/admin/accounts/c1",
-                json={"secret": BASIC_SECRET, "grants": [{"resources": ["a/#"], "actions": "R"}]},
-            ) as resp:
-                assert resp.status == 201
-            endpoints = [
-                ("PUT", "/admin/accounts/c2", {}),
-                ("POST", "/admin/accounts:bulk", {}),
-                ("POST", "/v1/tokens", {"Authorization": f"Basic {BASIC}"}),
-            ]
-            yield Server(kind, app.port, app.url, app.http_stats, endpoints[0], endpoints)
+        endpoints = [
+            ("PUT", "/admin/accounts/c2", {}),
+            ("POST", "/admin/accounts:bulk", {}),
+            ("POST", "/v1/tokens", {"Authorization": f"Basic {BASIC}"}),
+        ]
+        yield Server(kind, app.port, app.url, app.http_stats, endpoints[0], endpoints)
 
 
 KINDS = pytest.mark.parametrize("kind", ["authserver", "appserver"])

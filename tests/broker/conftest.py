@@ -9,7 +9,6 @@ sees) fails that test.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from mock_broker.decision import AccountInfo
 from sim.shared.clock import ManualClock
 from sim.shared.protocol import TokenType, build_token_password, build_username
 from sim.shared.protocol.tokens import TokenClaims, TokenCodec, new_key, new_token_id
+from sim.shared.waiting import wait_until
 
 from .rawmqtt import RawClient
 
@@ -130,9 +130,6 @@ async def connect_raw(port: int, client_id: str, password: str, **kw: object) ->
 
 async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
     """Poll ``predicate`` until it holds; fail after ``within`` real seconds (a deadline
-    for a condition the broker reaches on its own, never a synchronising sleep)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
+    for a condition the broker reaches on its own, never a synchronising sleep): the
+    shared :func:`~sim.shared.waiting.wait_until`."""
+    await wait_until(predicate, timeout=within, what="a condition the broker reaches")

@@ -46,10 +46,11 @@ PARENT_TOPIC = "demo"
 @pytest.fixture(params=["system", "manual"])
 async def stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[StackHandle]:
     clock = SystemClock() if request.param == "system" else ManualClock(time.time())
-    config = StackConfig(
-        data_dir=tmp_path, authserver_port=0, broker_port=0, appserver_port=0,
-        password_hash_cost=4, dev_client=False,
-    )  # fmt: skip
+    config = (
+        StackConfig(data_dir=tmp_path, dev_client=False)
+        .with_free_ports()
+        .with_appserver(password_hash_cost=4)
+    )
     async with run_stack(config, clock=clock) as handle:
         assert handle.broker is not None and handle.broker.config.profile == "provider"
         yield handle

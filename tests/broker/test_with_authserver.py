@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from mock_authserver.config import AuthServerConfig
-from mock_authserver.runner import AuthServerHandle, run_authserver
-from mock_broker.broker import BrokerHandle, run_broker
-from mock_broker.config import BrokerConfig
+from mock_authserver.runner import AuthServerHandle
+from mock_broker.broker import BrokerHandle
 from mock_broker.fidelity import Feature
+from sim.harness.stack import StackConfig, StackHandle, run_stack
 from sim.shared.clock import ManualClock
+from sim.shared.devaccount import DEV_ACCESS_KEY
 from sim.shared.protocol import TokenType, build_token_password
 
 from .authapi import apply_token, revoke_token
@@ -31,11 +30,22 @@ pytestmark = pytest.mark.timeout(60)
 
 @dataclass
 class Stack:
-    auth: AuthServerHandle
-    broker: BrokerHandle
-    http: aiohttp.ClientSession
+    handle: StackHandle
     clock: ManualClock
-    exits: AsyncExitStack
+
+    @property
+    def auth(self) -> AuthServerHandle:
+        assert self.handle.authserver is not None
+        return self.handle.authserver
+
+    @property
+    def broker(self) -> BrokerHandle:
+        assert self.handle.broker is not None
+        return self.handle.broker
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        return self.handle.admin.http
 
     async def apply(
         self, actions: str = "R,W", resources: str = "dev/+,test/#", ttl: float = 3600
@@ -47,18 +57,18 @@ class Stack:
         await revoke_token(self.http, self.auth.url, token)
 
 
+def _config(tmp_path: Path) -> StackConfig:
+    """The one stack (sim.harness.stack) without its AppServer."""
+    return StackConfig(data_dir=tmp_path, without=frozenset({"appserver"})).with_free_ports()
+
+
 @pytest.fixture
 async def stack(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Stack]:
-    async with AsyncExitStack() as exits:
-        auth = await exits.enter_async_context(
-            run_authserver(AuthServerConfig(data_dir=tmp_path / "auth"), clock=clock)
-        )
-        broker = await exits.enter_async_context(
-            run_broker(BrokerConfig(port=0, authserver_url=auth.url, feed_poll_timeout=30), clock)
-        )
-        http = await exits.enter_async_context(aiohttp.ClientSession())
-        assert broker.follower is not None and broker.follower.ready
-        yield Stack(auth, broker, http, clock, exits)
+    config = _config(tmp_path).with_broker(feed_poll_timeout=30)
+    async with run_stack(config, clock=clock) as handle:
+        stack = Stack(handle, clock)
+        assert stack.broker.follower is not None and stack.broker.follower.ready
+        yield stack
 
 
 async def _invalid_notice(client: RawClient) -> dict[str, object]:
@@ -96,9 +106,7 @@ async def test_disabling_the_account_disconnects_with_minus_1(stack: Stack) -> N
         "GID_test@@@acct",
         build_token_password({TokenType.RW: await stack.apply()}),
     )
-    body = {"secret": "dev-sk", "instances": ["mqtt-dev"], "enabled": False}
-    async with stack.http.put(f"{stack.auth.url}/admin/accounts/dev-ak", json=body) as resp:
-        assert resp.status in (200, 201, 204)
+    await stack.handle.admin.authserver.put_account(DEV_ACCESS_KEY, enabled=False)
     assert await _invalid_notice(client) == {"code": -1, "type": None}
     assert await client.closed()
 
@@ -112,13 +120,11 @@ async def test_parent_topics_follow_the_authserver(stack: Stack) -> None:
     password = build_token_password({TokenType.RW: token})
     client = await connect_raw(stack.broker.port, "GID_test@@@plant", password)
     assert await client.subscribe(("dev/x", 0)) == [0]
-    url = f"{stack.auth.url}/admin/instances/mqtt-dev/topics/plant"
-    async with stack.http.put(url) as resp:
-        assert resp.status == 201
+    admin = stack.handle.admin.authserver
+    assert (await admin.add_parent_topic("mqtt-dev", "plant"))["created"] is True
     await until(lambda: "plant" in authority.parent_topics("mqtt-dev"))
     assert await client.subscribe(("plant/line-1", 0)) == [0]
-    async with stack.http.delete(url) as resp:
-        assert resp.status == 200
+    await admin.remove_parent_topic("mqtt-dev", "plant")
     await until(lambda: "plant" not in authority.parent_topics("mqtt-dev"))
     await client.subscribe(("plant/line-2", 0), wait=False)
     assert await client.closed()  # a parent topic the instance no longer has
@@ -128,18 +134,11 @@ async def test_parent_topics_follow_the_authserver(stack: Stack) -> None:
 async def test_tokens_verify_offline_while_the_authserver_is_gone(
     tmp_path: Path, clock: ManualClock
 ) -> None:
-    async with AsyncExitStack() as outer:
-        auth_ctx = AsyncExitStack()
-        auth = await auth_ctx.enter_async_context(
-            run_authserver(AuthServerConfig(data_dir=tmp_path / "auth"), clock=clock)
-        )
-        broker = await outer.enter_async_context(
-            run_broker(BrokerConfig(port=0, authserver_url=auth.url), clock)
-        )
-        http = await outer.enter_async_context(aiohttp.ClientSession())
-        stack = Stack(auth, broker, http, clock, outer)
+    async with run_stack(_config(tmp_path), clock=clock) as handle:
+        stack = Stack(handle, clock)
+        broker = stack.broker
         password = build_token_password({TokenType.R: await stack.apply("R", "dev/#")})
-        await auth_ctx.aclose()  # the AuthServer is down from here on
+        await handle.stop("authserver")  # the AuthServer is down from here on
         for i in range(5):
             client = await connect_raw(broker.port, f"GID_test@@@off{i}", password)
             assert await client.subscribe(("dev/b", 0)) == [0]

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mock_authserver.ratelimit import RateLimits
 from sim.harness.stack import StackConfig, StackHandle, run_stack
 from sim.shared.clock import Clock
 
@@ -33,14 +34,11 @@ class Foreign:
 async def stack(
     tmp_path: Path, clock: Clock, rate_limits: Mapping[str, str] | None = None
 ) -> AsyncIterator[StackHandle]:
-    config = StackConfig(
-        data_dir=tmp_path / "stack",
-        authserver_port=0,
-        broker_port=0,
-        appserver_port=0,
-        password_hash_cost=4,
-        seed=0,
-        authserver_rate_limits=dict(rate_limits or {}),
+    config = (
+        StackConfig(data_dir=tmp_path / "stack")
+        .with_free_ports()
+        .with_appserver(password_hash_cost=4, seed=0)
+        .with_authserver(rate_limits=RateLimits().with_overrides(rate_limits or {}))
     )
     async with run_stack(config, clock=clock) as handle:
         yield handle

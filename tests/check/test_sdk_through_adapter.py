@@ -6,7 +6,6 @@ import asyncio
 import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from sim.customer.adapter import Credentials, load_adapter
@@ -16,17 +15,14 @@ from sim.customer.client.errors import BadAppServerAnswer
 from sim.customer.fleet import Fleet, FleetConfig
 from sim.harness.stack import StackHandle
 from sim.shared.clock import SystemClock
+from sim.shared.devaccount import DEV_INSTANCE
 
 from .conftest import ADAPTER, foreign_appserver, stack
 
 
 async def shop_parent_topic(handle: StackHandle) -> None:
     """The provider's broker wants the parent topic ``shop`` on the instance (SPEC §4a)."""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.put(f"{handle.authserver_url}/admin/instances/mqtt-dev/topics/shop") as resp,
-    ):
-        assert resp.status in (200, 201)
+    await handle.admin.authserver.add_parent_topic(DEV_INSTANCE, "shop")
 
 
 async def test_a_token_client_asks_through_the_adapter_and_connects(tmp_path: Path) -> None:

@@ -87,4 +87,5 @@ def test_registry_is_consistent():
         assert name == module.NAME
         assert module.CLOCK in ("system", "scaled", "manual")
         assert module.DEFAULT_CLIENTS >= 1
-        assert callable(module.run) and callable(module.embedded_options)
+        assert callable(module.run) and callable(module.stack_config)
+        assert not hasattr(module, "DESCRIPTION")  # one place: DESCRIPTIONS

@@ -9,7 +9,7 @@ import socket
 import sys
 from pathlib import Path
 
-from scenarios.env import EmbeddedOptions, embedded_environment
+from scenarios.env import embedded_environment
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "scenarios" / "locustfile.py"
 
@@ -24,7 +24,7 @@ async def test_locust_distributed_smoke(tmp_path):
     # The master binds '*:5557' unless told otherwise: loopback only, and a free port so
     # that two runs on one machine do not collide.
     port = str(_free_port())
-    async with embedded_environment(EmbeddedOptions()) as env:
+    async with embedded_environment() as env:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "locust",
             "-f", str(LOCUSTFILE),

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import xml.etree.ElementTree as ET
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from scenarios.report import (
     SCHEMA_VERSION,
@@ -19,7 +16,6 @@ from scenarios.report import (
     ScenarioReport,
     TimelinePoint,
     latency_figures,
-    percentile,
     render_html,
     render_summary,
     spread_figures,
@@ -44,23 +40,6 @@ def _report(passed: bool = True) -> ScenarioReport:
     ]
     r.marks = [Mark(0.5, "kick_all")]
     return r
-
-
-# percentile: compared with the standard library's "inclusive" method (same definition).
-@given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=50), st.integers(1, 99))
-def test_percentile_matches_statistics_inclusive(values, p):
-    expected = statistics.quantiles(values, n=100, method="inclusive")[p - 1]
-    assert percentile(values, p) == pytest.approx(expected, rel=1e-9, abs=1e-6)
-
-
-def test_percentile_edges():
-    assert math.isnan(percentile([], 50))
-    assert percentile([7], 99) == 7
-    assert percentile([3, 1, 2], 0) == 1
-    assert percentile([3, 1, 2], 100) == 3
-    assert percentile([1, 2, 3, 4], 50) == 2.5
-    with pytest.raises(ValueError):
-        percentile([1], 101)
 
 
 def test_latency_figures_in_ms():

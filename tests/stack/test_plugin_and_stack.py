@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
 from base64 import b64encode
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from mock_authserver.ratelimit import RateLimits
+from sim.harness.admin import ClientAccount
+from sim.harness.errors import StackError
 from sim.harness.stack import StackConfig, run_stack
 from sim.shared.clock import ManualClock
 
@@ -73,51 +78,71 @@ def test_plugin_costs_nothing_when_unused(tmp_path: Path) -> None:
 
 async def test_stack_follows_an_external_authserver(tmp_path: Path) -> None:
     clock = ManualClock()
-    base = dict(authserver_port=0, broker_port=0, appserver_port=0, password_hash_cost=4)
-    first_cfg = StackConfig(
-        data_dir=tmp_path / "a", authserver_rate_limits={"legacy_revoke": "off"}, **base
+    lifted = RateLimits().with_overrides({"legacy_revoke": "off"})
+    base = (
+        StackConfig(data_dir=tmp_path / "a")
+        .with_free_ports()
+        .with_appserver(password_hash_cost=4)
+        .with_authserver(rate_limits=lifted)
     )
-    async with run_stack(first_cfg, clock=clock) as first:
+    async with run_stack(base, clock=clock) as first:
+        assert first.authserver is not None
         limits = first.authserver.config.rate_limits
         assert limits.rate("legacy", "revoke") is None  # the override reached the AuthServer
         assert str(limits.rate("legacy", "apply")) == "1000/s"  # the rest as the provider's
-        cfg = StackConfig(
-            data_dir=tmp_path / "b", authserver_url=first.authserver_url, dev_client=False, **base
-        )
-        async with run_stack(cfg, clock=clock) as second:
+        cfg = replace(base, data_dir=tmp_path / "b", authserver_url=first.authserver_url)
+        async with run_stack(replace(cfg, dev_client=False), clock=clock) as second:
             assert second.authserver is None
             assert second.authserver_url == first.authserver_url
             assert second.broker_url != first.broker_url
             assert not (tmp_path / "b" / "authserver").exists()
+            with pytest.raises(StackError, match="authserver is external"):
+                await second.restart("authserver")
             # the second AppServer applies at the first AuthServer
-            await second.create_accounts(
-                [
-                    {
-                        "client_id": "GID_x@@@y",
-                        "secret": "s",
-                        "grants": [{"resources": ["x/#"], "actions": "R"}],
-                        "enabled": True,
-                    }
-                ]
+            await second.admin.appserver.import_accounts(
+                [ClientAccount("GID_x@@@y", "s", ("x/#",), "R")]
             )
-            assert second.http is not None
-            async with second.http.post(
+            async with second.admin.http.post(
                 f"{second.appserver_url}/v1/tokens",
                 json={"resources": ["x/#"], "actions": "R"},
                 headers={"Authorization": "Basic " + b64encode(b"GID_x@@@y:s").decode()},
             ) as resp:
                 assert resp.status == 200
-            async with second.http.get(f"{first.authserver_url}/admin/metrics") as resp:
-                text = await resp.text()
-            assert 'operation="apply"' in text
+            metrics = await first.admin.authserver.metrics()
+            assert metrics.total("mqtt_authserver_requests_total", operation="apply") == 1
 
 
 def test_stack_config_is_validated(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="broker_port"):
-        StackConfig(data_dir=tmp_path, broker_port=70000)
+    with pytest.raises(ValueError, match="port"):
+        StackConfig(data_dir=tmp_path).with_broker(port=70000)
     with pytest.raises(ValueError, match="authserver_url"):
         StackConfig(data_dir=tmp_path, authserver_url="ftp://x")
     with pytest.raises(ValueError, match="token_ttl_s"):
-        StackConfig(data_dir=tmp_path, token_ttl_s=10)
-    with pytest.raises(ValueError, match="unknown rate limit"):
-        StackConfig(data_dir=tmp_path, authserver_rate_limits={"legacy_everything": "off"})
+        StackConfig(data_dir=tmp_path).with_appserver(token_ttl_s=10)
+    with pytest.raises(ValueError, match="AuthServer cannot be left out"):
+        StackConfig(data_dir=tmp_path, without=frozenset({"authserver"}))
+    with pytest.raises(ValueError, match="unknown parts"):
+        StackConfig(data_dir=tmp_path, without=frozenset({"fridge"}))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="data dirs"):
+        StackConfig(data_dir=tmp_path).with_appserver(data_dir=tmp_path / "elsewhere")
+
+
+def test_stack_config_survives_its_json_form(tmp_path: Path) -> None:
+    """What a child process (scenarios.stack_proc) receives is the same configuration."""
+    from mock_authserver.config import AccountSpec
+
+    config = (
+        StackConfig(data_dir=tmp_path, without=frozenset({"broker"}), dev_client=False)
+        .with_free_ports()
+        .with_appserver(token_ttl_s=120, refresh_margin_s=30, seed=7)
+        .with_broker(expire_notice_lead=12.5)
+        .with_authserver(
+            accounts=(AccountSpec("ak2", "sk2", ("i2",)),),
+            rate_limits=RateLimits().with_overrides(
+                {"openapi_revoke": "off", "legacy_apply": "5/s"}
+            ),
+        )
+    )
+    doc = json.loads(json.dumps(config.to_json()))
+    assert StackConfig.from_json(doc) == config
+    assert StackConfig.from_json(StackConfig(data_dir=None).to_json()) == StackConfig(data_dir=None)

@@ -6,7 +6,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,23 +20,15 @@ import pytest
 pytestmark = pytest.mark.timeout(90)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 class Up:
+    """``mqtt-token-sim up`` on free ports (0: each part binds its own, and the banner
+    says which; ports picked beforehand could be taken by another process meanwhile)."""
+
     def __init__(self, data_dir: Path, *extra: str):
-        self.auth_port, self.broker_port, self.app_port = _free_ports(3)
+        self.auth_port = self.broker_port = self.app_port = 0
         cmd = [sys.executable, "-m", "sim", "--log-level", "WARNING", "up"]
         cmd += ["--data-dir", str(data_dir), "--password-hash-cost", "4"]
-        cmd += ["--authserver-port", str(self.auth_port), "--broker-port", str(self.broker_port)]
-        cmd += ["--appserver-port", str(self.app_port), *extra]
+        cmd += ["--authserver-port", "0", "--broker-port", "0", "--appserver-port", "0", *extra]
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
@@ -59,12 +50,27 @@ class Up:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             try:
-                if text in self.lines.get(timeout=0.2):
-                    return
+                line = self.lines.get(timeout=0.2)
             except queue.Empty:
                 if self.proc.poll() is not None:
                     break
+                continue
+            self._note_port(line)
+            if text in line:
+                return
         raise AssertionError(f"no {text!r} in output:\n{''.join(self.output)}")
+
+    def _note_port(self, line: str) -> None:
+        """The banner's endpoint lines: ``AuthServer  http://127.0.0.1:PORT ...``."""
+        words = line.split()
+        if (
+            len(words) >= 2
+            and words[0] in ("AuthServer", "Broker", "AppServer")
+            and "://" in words[1]
+        ):
+            port = int(words[1].rsplit(":", 1)[1])
+            attr = {"AuthServer": "auth_port", "Broker": "broker_port", "AppServer": "app_port"}
+            setattr(self, attr[words[0]], port)
 
     def http(self, port: int, path: str, body: object | None = None, auth: str | None = None):
         req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")

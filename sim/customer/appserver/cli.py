@@ -6,11 +6,11 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 from pathlib import Path
 
 from sim.shared.clock import ClockSpec, add_clock_arguments, clock_from_spec, clock_spec_from_args
 from sim.shared.httplimits import add_http_limit_arguments, http_limits_from_args
+from sim.shared.shutdown import stop_requested
 
 from .config import AppServerConfig
 from .errors import AppServerError
@@ -116,11 +116,10 @@ def config_from_args(args: argparse.Namespace) -> AppServerConfig:
 async def _serve(config: AppServerConfig, spec: ClockSpec) -> None:
     from .runner import run_appserver
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with run_appserver(config, clock=clock_from_spec(spec)) as handle:
+    async with (
+        stop_requested() as stop,
+        run_appserver(config, clock=clock_from_spec(spec)) as handle,
+    ):
         # Parsed by tests and the stack: keep the format.
         print(f"appserver listening on {handle.url}", flush=True)
         log.info("AppServer on %s, AuthServer %s", handle.url, config.authserver_url)

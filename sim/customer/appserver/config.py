@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sim.shared.devaccount import DEV_ACCESS_KEY, DEV_INSTANCE, DEV_SECRET_KEY
 from sim.shared.httplimits import HttpLimits
 
 from .errors import ConfigError
@@ -33,10 +34,10 @@ class AppServerConfig:
     # -- the AuthServer and the cloud account it applies with (upstream, service) --
     #: Base URL of the AuthServer's legacy token API (``/token/apply`` lives under it).
     authserver_url: str = "http://127.0.0.1:18080"
-    access_key: str = "dev-ak"
-    secret_key: str = "dev-sk"  # noqa: S105 - the documented dev account
+    access_key: str = DEV_ACCESS_KEY
+    secret_key: str = DEV_SECRET_KEY
     #: The MQTT instance tokens are applied for; also the username's instance.
-    instance_id: str = "mqtt-dev"
+    instance_id: str = DEV_INSTANCE
     # -- storage (store) --------------------------------------------------------------
     #: Directory of the SQLite database ``appserver.sqlite3``; ``None`` keeps
     #: everything in memory (nothing survives a restart).

@@ -42,7 +42,7 @@ from sim.shared.protocol import covers, parse_username
 from sim.shared.protocol.errors import WireFormatError
 
 from .model import CheckResult, Outcome, Report, Status
-from .observe import AdminError, AuthServerAdmin
+from .observe import AdminError, AuthServerObserver
 from .probe import probe_token
 from .rules import CHECK_NAMES, CHECKS
 from .timeline import Timeline, TimelineError
@@ -136,7 +136,7 @@ class _Context:
     adapter: Adapter
     options: CheckOptions
     session: aiohttp.ClientSession
-    admin: AuthServerAdmin
+    admin: AuthServerObserver
     timeline: Timeline
     templates: ClientTemplates
     numbers: list[int]
@@ -521,7 +521,7 @@ async def check_appserver(
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     async with aiohttp.ClientSession() as session:
-        admin = AuthServerAdmin(session, options.authserver_url)
+        admin = AuthServerObserver(session, options.authserver_url)
         try:
             await admin.health()
             timeline = await Timeline.detect(admin, options.advance_cmd)

@@ -8,92 +8,70 @@ so what it did upstream is seen here, whatever language it is written in.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from sim.shared.protocol import InvalidToken, TokenCodec, parse_token_password
 from sim.shared.protocol.errors import WireFormatError
 from sim.shared.protocol.feed import Bootstrap
 
+from ..admin import AuthServerAdmin, ClockInfo
+from ..errors import AdminError, AdminRefused
 from .verdicts import TokenFacts
 
-__all__ = ["UNKNOWN_TOKEN", "AdminError", "AuthServerAdmin", "ClockView"]
+__all__ = ["UNKNOWN_TOKEN", "AdminError", "AuthServerObserver", "ClockInfo"]
 
-_TIMEOUT = aiohttp.ClientTimeout(total=10)
+#: Real seconds one admin call may take.
+_TIMEOUT_S = 10.0
 #: The id given to a token this AuthServer did not issue.
 UNKNOWN_TOKEN = "?"  # noqa: S105 - an id, not a secret
 
 
-class AdminError(RuntimeError):
-    """The AuthServer's admin API did not answer as documented."""
+def _not_found(exc: AdminRefused) -> bool:
+    return exc.status == 404
 
 
-@dataclass(frozen=True)
-class ClockView:
-    now_ms: int
-    scale: float
-    #: "system", "scaled" or "manual"
-    mode: str
+class AuthServerObserver:
+    """What ``check appserver`` reads off the AuthServer, through the one admin client
+    (:class:`sim.harness.admin.AuthServerAdmin`); its errors are
+    :class:`~sim.harness.errors.AdminError`\\ s."""
 
-
-class AuthServerAdmin:
     def __init__(self, session: aiohttp.ClientSession, base_url: str):
-        self.session = session
-        self.base_url = base_url.rstrip("/")
+        self.api = AuthServerAdmin(base_url, session, _TIMEOUT_S)
+        self.base_url = self.api.base_url
         self._codec: TokenCodec | None = None
 
-    async def _json(self, method: str, path: str, body: Any = None, ok: int = 299) -> Any:
-        url = self.base_url + path
-        try:
-            async with self.session.request(method, url, json=body, timeout=_TIMEOUT) as resp:
-                answer = await resp.json(content_type=None)
-                if resp.status > ok:
-                    raise AdminError(f"{method} {url}: HTTP {resp.status} {answer}")
-                return answer
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise AdminError(f"{method} {url}: {type(exc).__name__}: {exc}") from None
-
     async def health(self) -> None:
-        await self._json("GET", "/admin/health")
+        await self.api.health()
 
-    async def clock(self) -> ClockView:
-        doc = await self._json("GET", "/admin/clock")
-        return ClockView(int(doc["now_ms"]), float(doc.get("scale", 1.0)), str(doc["mode"]))
+    async def clock(self) -> ClockInfo:
+        return await self.api.clock()
 
     async def advance(self, seconds: float) -> int:
         """Move a manual clock; the new ``now_ms``."""
-        doc = await self._json("POST", "/admin/clock/advance", {"seconds": seconds})
-        return int(doc["now_ms"])
+        return (await self.api.advance_clock(seconds)).now_ms
 
     async def apply_counts(self) -> Counter[str]:
         """Apply requests the AuthServer has answered, by answer code (``200``, ``429``
         throttled, ``503``/``reset`` injected failures, ...), both wire styles."""
-        url = self.base_url + "/admin/metrics"
-        try:
-            async with self.session.get(url, timeout=_TIMEOUT) as resp:
-                if resp.status != 200:
-                    raise AdminError(f"GET {url}: HTTP {resp.status}")
-                text = await resp.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise AdminError(f"GET {url}: {type(exc).__name__}") from None
+        metrics = await self.api.metrics()
         counts: Counter[str] = Counter()
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                if s.name == "mqtt_authserver_requests_total" and s.labels.get("operation") == (
-                    "apply"
-                ):
-                    counts[s.labels.get("code", "")] += int(s.value)
+        for (name, labels), value in metrics.samples.items():
+            have = dict(labels)
+            if name == "mqtt_authserver_requests_total" and have.get("operation") == "apply":
+                counts[have.get("code", "")] += int(value)
         return counts
 
     async def add_fault(self, fault: dict[str, Any]) -> str:
-        doc = await self._json("POST", "/admin/faults", fault)
-        return str(doc["id"])
+        return await self.api.add_fault(fault)
 
     async def delete_fault(self, fault_id: str) -> None:
-        await self._json("DELETE", f"/admin/faults/{fault_id}", ok=404)
+        try:
+            await self.api.remove_fault(fault_id)
+        except AdminRefused as exc:
+            if not _not_found(exc):  # gone already (it fired its "times"): fine
+                raise
 
     async def token_ids(self, password: str) -> tuple[str, ...]:
         """The ids of the tokens in a CONNECT password; ``?`` for a token this
@@ -110,7 +88,10 @@ class AuthServerAdmin:
     async def _token_id(self, token: str) -> str:
         for fresh in (False, True):
             if self._codec is None or fresh:
-                boot = Bootstrap.from_json(await self._json("GET", "/admin/broker/bootstrap"))
+                try:
+                    boot = Bootstrap.from_json(await self.api.bootstrap())
+                except WireFormatError as exc:
+                    raise AdminError(f"the AuthServer's bootstrap is malformed: {exc}") from None
                 self._codec = TokenCodec(boot.keys, boot.current_key)
             try:
                 return self._codec.decode(token).token_id
@@ -121,24 +102,34 @@ class AuthServerAdmin:
     async def token(self, token_id: str) -> TokenFacts | None:
         if token_id == UNKNOWN_TOKEN:
             return None
-        doc = await self._json("GET", f"/admin/tokens/{token_id}", ok=404)
-        if "token_id" not in doc:
-            return None
-        return TokenFacts(
-            token_id=str(doc["token_id"]),
-            actions=frozenset(doc["actions"]),
-            resources=tuple(doc["resources"]),
-            expire_ms=int(doc["expire_ms"]),
-            issued_ms=int(doc["issued_ms"]),
-            status=str(doc["status"]),
-        )
+        try:
+            doc = await self.api.token(token_id)
+        except AdminRefused as exc:
+            if _not_found(exc):
+                return None
+            raise
+        try:
+            return TokenFacts(
+                token_id=str(doc["token_id"]),
+                actions=frozenset(doc["actions"]),
+                resources=tuple(doc["resources"]),
+                expire_ms=int(doc["expire_ms"]),
+                issued_ms=int(doc["issued_ms"]),
+                status=str(doc["status"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AdminError(f"the AuthServer's token record is malformed: {exc!r}") from None
 
     async def ensure_parent_topics(self, instance_id: str, parents: set[str]) -> list[str]:
         """Create the parent topics (SPEC §4a) the instance lacks; the ones created."""
-        doc = await self._json("GET", f"/admin/instances/{instance_id}/topics", ok=404)
-        have = set(doc.get("parent_topics", ())) if isinstance(doc, dict) else set()
+        try:
+            have = set((await self.api.instance(instance_id)).get("parent_topics", ()))
+        except AdminRefused as exc:
+            if not _not_found(exc):
+                raise
+            have = set()
         made = []
         for parent in sorted(parents - have):
-            await self._json("PUT", f"/admin/instances/{instance_id}/topics/{parent}")
+            await self.api.add_parent_topic(instance_id, parent)
             made.append(parent)
         return made

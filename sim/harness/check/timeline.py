@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Literal
 
-from .observe import AuthServerAdmin
+from .observe import AuthServerObserver
 
 __all__ = ["SPEED", "Timeline", "TimelineError"]
 
@@ -39,7 +39,9 @@ class TimelineError(RuntimeError):
 
 
 class Timeline:
-    def __init__(self, admin: AuthServerAdmin, mode: TimeMode, *, advance_cmd: str | None = None):
+    def __init__(
+        self, admin: AuthServerObserver, mode: TimeMode, *, advance_cmd: str | None = None
+    ):
         self.admin = admin
         self.mode: TimeMode = mode
         self.advance_cmd = advance_cmd
@@ -50,7 +52,7 @@ class Timeline:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def detect(cls, admin: AuthServerAdmin, advance_cmd: str | None) -> Timeline:
+    async def detect(cls, admin: AuthServerObserver, advance_cmd: str | None) -> Timeline:
         if advance_cmd:
             return cls(admin, "command", advance_cmd=advance_cmd)
         clock = await admin.clock()
