@@ -43,6 +43,8 @@ class WorkerReport:
     mqtt_sockets: int | None = None
     #: descriptors open before the first user started
     fds_at_start: int = 0
+    rss_kb: int = 0  # resident memory of the process
+    rss_kb_at_start: int = 0  # ... before the first user started
     cpu_s: float = 0.0  # CPU seconds since the test started
     wall_s: float = 0.0  # seconds since the test started
     peak_cpu_share: float = 0.0
@@ -86,6 +88,8 @@ class Totals:
     fds_per_user: float | None
     #: CPU seconds per user per second of test (share of one core per user)
     cpu_per_user: float | None
+    #: resident memory per user (KB) above what each worker held before its first user
+    rss_kb_per_user: float | None
     peak_cpu_share: float
     peak_wait_share: float
     peak_lag_s: float
@@ -119,6 +123,9 @@ def totals(reports: Iterable[WorkerReport]) -> Totals:
         mqtt_sockets=None if not rs or None in sockets else sum(s or 0 for s in sockets),
         fds_per_user=extra_fds / users if users else None,
         cpu_per_user=cpu_user_s / users if users else None,
+        rss_kb_per_user=(
+            sum(max(0, r.rss_kb - r.rss_kb_at_start) for r in rs) / users if users else None
+        ),
         peak_cpu_share=max((r.peak_cpu_share for r in rs), default=0.0),
         peak_wait_share=max((r.peak_wait_share for r in rs), default=0.0),
         peak_lag_s=max((r.peak_lag_s for r in rs), default=0.0),

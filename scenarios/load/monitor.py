@@ -24,7 +24,7 @@ import gevent
 
 from .health import GeneratorLimits, ProcessSample, Verdict, judge
 
-__all__ = ["GeneratorMonitor", "read_sample_counters"]
+__all__ = ["GeneratorMonitor", "read_sample_counters", "rss_kb"]
 
 log = logging.getLogger("mqtt_token_sim.load")
 
@@ -50,6 +50,16 @@ def _open_fds() -> int:
     try:
         return len(os.listdir("/proc/self/fd")) - 1  # minus the listing's own
     except OSError:
+        return 0
+
+
+def rss_kb() -> int:
+    """Resident set size of this process (KB, Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
         return 0
 
 
@@ -95,6 +105,7 @@ class GeneratorMonitor:
         self.started_mono = time.monotonic()
         self.started_cpu = _process_cpu()
         self.fds_at_start = _open_fds()
+        self.rss_kb_at_start = rss_kb()
         #: the longest pause of Python's cyclic collector (it stops the event loop too)
         self.peak_gc_pause_s = 0.0
         self._gc_started: float | None = None
@@ -139,6 +150,7 @@ class GeneratorMonitor:
         self.started_mono = time.monotonic()
         self.started_cpu = _process_cpu()
         self.fds_at_start = _open_fds()
+        self.rss_kb_at_start = rss_kb()
 
     # ------------------------------------------------------------------ questions
     def overloaded_since(self, t_mono: float) -> bool:

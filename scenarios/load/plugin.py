@@ -102,6 +102,13 @@ def _add_arguments(parser: Any) -> None:
         help="fleet shape: seconds to hold every device connected",
     )
     g.add_argument(
+        "--connect-window",
+        type=float,
+        default=0.0,
+        help="fleet shape: once every device holds a token, each connects at a moment "
+        "drawn uniformly from this many seconds (0: all at once)",
+    )
+    g.add_argument(
         "--stack-pid",
         type=int,
         default=0,

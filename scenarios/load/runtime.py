@@ -48,7 +48,7 @@ from .health import (
     blame,
     exhausted_resource,
 )
-from .monitor import GeneratorMonitor, read_sample_counters
+from .monitor import GeneratorMonitor, read_sample_counters, rss_kb
 
 __all__ = [
     "EXIT_GENERATOR_LIMIT",
@@ -295,6 +295,8 @@ class Runtime:
             fd_limit=limit,
             mqtt_sockets=self._last_socket_count,
             fds_at_start=self.monitor.fds_at_start,
+            rss_kb=rss_kb(),
+            rss_kb_at_start=self.monitor.rss_kb_at_start,
             cpu_s=self.monitor.cpu_seconds(),
             wall_s=self.monitor.wall_seconds(),
             peak_cpu_share=self.monitor.peak_cpu_share,

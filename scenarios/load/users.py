@@ -304,6 +304,9 @@ class DeviceUser(_TokenHolder):
         self.prepared = True
         if self.gated:
             self.rt.fleet_gate.wait()
+            # All at once, or spread over the window (a fleet sized past the broker's
+            # connect rate would otherwise time its connects out in the listen queue).
+            gevent.sleep(self.rng.uniform(0.0, float(opts.connect_window)))
         self._come_back("connect:fresh-token", first_delay=False)
 
     def on_stop(self) -> None:
