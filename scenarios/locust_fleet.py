@@ -11,14 +11,14 @@ seconds (keep-alive, refresh on the expire notice) and stops.
 # Locust first: it monkey-patches the standard library (gevent).
 import locust  # (must stay first)
 
-from scenarios.load import plugin  # noqa: F401  (options, runtime, exit status)
+from scenarios.load import plugin, users  # noqa: F401  (plugin: options, runtime, exit status)
 from scenarios.load.shapes import FleetShape
-from scenarios.load.users import DeviceUser
 
 __all__ = ["FleetDevice", "FleetShape"]
 
 
-class FleetDevice(DeviceUser):
+# Locust runs every User class in this module's namespace: only FleetDevice is here.
+class FleetDevice(users.DeviceUser):
     """An idle device that connects when the master says so (memory per connection)."""
 
     gated = True

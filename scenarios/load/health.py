@@ -9,14 +9,16 @@ worker was overloaded in between:
 * **CPU** (``cpu``): CPU time / wall time of the worker's event-loop thread, over a
   sliding window, so that one busy second (a spawn burst) is not an overload but three
   are.  Near 1 the worker is busy on its own: a core's worth of work.
-* **CPU starved** (``cpu-starved``): CPU time plus run-queue wait (ran, or was ready
-  and waited for a CPU) near the whole window *and* real work of its own (a quarter of
-  a core by default): the worker wanted a core and got a share of one -- a CPU hog
-  pinned beside it.  A worker with little work on a loaded machine also waits for a
-  CPU at every wake-up, a few milliseconds each, without falling behind: not starved.
 * **Hub lag** (``hub-lag``): how much later than asked a 0.25 s sleep of the event
-  loop woke.  Every timing the worker takes is inflated by it: a worker falling behind,
-  a long pause of the garbage collector.
+  loop woke.  Every timing the worker takes is inflated by it: a worker falling behind
+  because it is starved of CPU (a hog pinned on its core, a loaded machine), a loop
+  blocked by work, a long pause of the garbage collector.
+* The run-queue wait of the thread (ready to run, waiting for a CPU) is reported as
+  ``wait_share`` but judges nothing by itself: measured on this project's shared
+  2-core machine, a worker with 10-40 % of a core of work was ready-and-waiting 60-90 %
+  of the time -- one short wait per wake-up -- with its event loop on time; and a
+  worker beside a pinned CPU hog slowed down (fewer requests) without its timings
+  growing.  Where starvation does distort, it shows as hub lag.
 * **Descriptors**: open descriptors against the soft ``RLIMIT_NOFILE``.
 
 :func:`blame` then attributes a failed request: to the **generator** when the error is
@@ -72,10 +74,6 @@ class GeneratorLimits:
 
     #: CPU share of one core (the event-loop thread's), averaged over ``window_s``
     max_cpu_share: float = 0.9
-    #: ran + waited for a CPU, share of the window, for ``cpu-starved`` ...
-    max_cpu_demand: float = 0.95
-    #: ... when the worker's own CPU share is at least this
-    starved_min_cpu_share: float = 0.25
     #: sliding window of the CPU share (seconds of samples)
     window_s: float = 3.0
     #: worst event-loop lateness within one sample interval
@@ -86,12 +84,6 @@ class GeneratorLimits:
     def __post_init__(self) -> None:
         if not 0 < self.max_cpu_share <= 1:
             raise ValueError(f"max_cpu_share must be in (0, 1], got {self.max_cpu_share!r}")
-        if not 0 < self.max_cpu_demand <= 2:
-            raise ValueError(f"max_cpu_demand must be in (0, 2], got {self.max_cpu_demand!r}")
-        if not 0 <= self.starved_min_cpu_share <= 1:
-            raise ValueError(
-                f"starved_min_cpu_share must be in [0, 1], got {self.starved_min_cpu_share!r}"
-            )
         if not self.window_s > 0:
             raise ValueError(f"window_s must be > 0, got {self.window_s!r}")
         if not self.max_hub_lag_s > 0:
@@ -158,12 +150,6 @@ def judge(samples: Sequence[ProcessSample], limits: GeneratorLimits) -> Verdict:
     reasons = []
     if cpu >= limits.max_cpu_share:
         reasons.append("cpu")
-    elif (
-        wait is not None
-        and cpu >= limits.starved_min_cpu_share
-        and cpu + wait >= limits.max_cpu_demand
-    ):
-        reasons.append("cpu-starved")
     if last.max_lag_s >= limits.max_hub_lag_s:
         reasons.append("hub-lag")
     if fd_share >= limits.max_fd_share:
@@ -183,6 +169,8 @@ def blame(exc: BaseException, *, overloaded: bool) -> Blame:
     point while the failed request was in flight."""
     if exhausted_resource(exc) is not None:
         return Blame.GENERATOR
+    if isinstance(exc, ConnectionRefusedError):
+        return Blame.SYSTEM  # nothing listens there: an answer, however late we read it
     if overloaded and isinstance(exc, TimeoutError | ConnectionError | OSError):
         # A late answer or a dropped connection while the generator could not keep up
         # (its keep-alive late, its reads late): not evidence against the server.

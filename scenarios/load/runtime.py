@@ -119,7 +119,8 @@ class Runtime:
         self.fleet_gate = Event()
         self._reporter: gevent.Greenlet | None = None
         self._last_socket_count: int | None = None
-        self._last_socket_sample = 0.0
+        self.missing_workers: set[str] = set()
+        self._watcher: gevent.Greenlet | None = None
         # master side
         self.reports: dict[str, WorkerReport] = {}
         self.figures: dict[str, Any] = {}
@@ -276,12 +277,11 @@ class Runtime:
     def report(self, *, sockets: bool = False) -> WorkerReport:
         users = list(self.users)
         runner = self.environment.runner
-        now = time.monotonic()
-        # psutil reads the whole /proc/net/tcp: 10,000s of lines on a loaded machine,
-        # which blocks the event loop; rarely, and in the last report.
-        if sockets or now - self._last_socket_sample >= 30.0:
+        # psutil reads the machine's whole TCP table (/proc/net/tcp): with tens of
+        # thousands of connections on the machine that blocked every worker's event
+        # loop for seconds (heartbeats missed). Only in the last report.
+        if sockets:
             self._last_socket_count = self._broker_sockets()
-            self._last_socket_sample = now
         _, _, fds, limit = read_sample_counters()
         return WorkerReport(
             worker=str(getattr(runner, "client_id", "local")),
@@ -344,6 +344,22 @@ class Runtime:
             except Exception:  # never let reporting kill the worker
                 log.exception("worker report failed")
 
+    def _watch_workers(self) -> None:
+        """Master: a worker that misses its heartbeats had its event loop blocked for
+        seconds -- an overloaded generator (Locust itself only logs it, and stops the
+        test with exit status 0 when the last one goes missing)."""
+        runner = self.environment.runner
+        while True:
+            gevent.sleep(1.0)
+            for client in list(runner.clients.missing):
+                if client.id not in self.missing_workers:
+                    self.missing_workers.add(client.id)
+                    log.error(
+                        "worker %s missed its heartbeats: its event loop was blocked "
+                        "(overloaded generator); its users' figures are suspect",
+                        client.id,
+                    )
+
     def on_test_start(self) -> None:
         if self.runs_users:
             # Options may have come with the master's spawn message: read them now.
@@ -361,6 +377,9 @@ class Runtime:
         if self.collects:
             # (figures are the shapes': they may already have begun, in this process)
             self.reports.clear()
+        if self.is_master and (self._watcher is None or self._watcher.dead):
+            self.missing_workers.clear()
+            self._watcher = gevent.spawn(self._watch_workers)
 
     def on_spawning_complete(self) -> None:
         """Every user is in: move the long-lived objects (sessions, paho clients, users)
@@ -394,7 +413,11 @@ class Runtime:
         entry = stats.entries.get((GENERATOR_OVERLOADED, "GENERATOR"))
         blamed = entry.num_failures if entry is not None else 0
         doc["generator"]["blamed_failures"] = blamed
-        overloaded = bool(t.overloaded_workers) or blamed > 0
+        doc["generator"]["missing_workers"] = sorted(self.missing_workers)
+        ran = self.environment.runner.stats.total.num_requests > 0 or bool(self.reports)
+        if self.is_master and not ran:
+            self.missing_workers.add("(no worker reported)")
+        overloaded = bool(t.overloaded_workers) or blamed > 0 or bool(self.missing_workers)
         doc["generator"]["was_the_limit"] = overloaded
         log.info(
             "load generator: %d worker(s), %d users, %s descriptors per user, "
@@ -406,12 +429,21 @@ class Runtime:
             t.peak_cpu_share,
             t.peak_lag_s,
         )
+        if t.peak_lag_s >= 0.25 and not overloaded:
+            log.warning(
+                "load generator: its event loop woke up to %.2f s late (CPU starved or "
+                "a collector pause): timings taken then carry that much of the generator",
+                t.peak_lag_s,
+            )
         if overloaded:
             log.error(
                 "THE LOAD GENERATOR WAS THE LIMIT (%s; %d failures attributed to it): "
                 "these figures measure the generator, not the stack. Add workers "
                 "(--processes N) or machines. Exit status %d.",
-                ", ".join(t.overload_reasons) or "errors of its own",
+                ", ".join(
+                    [*t.overload_reasons, *(["workers missing"] if self.missing_workers else [])]
+                )
+                or "errors of its own",
                 blamed,
                 EXIT_GENERATOR_LIMIT,
             )
