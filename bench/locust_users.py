@@ -28,47 +28,15 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from _stack import start_up
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _start_up(tmp: Path) -> tuple[subprocess.Popen[str], str, str, str]:
-    auth_port, broker_port, app_port = _free_ports(3)
-    cmd = [sys.executable, "-m", "sim", "--log-level", "WARNING", "up", "--data-dir", str(tmp)]
-    cmd += ["--authserver-port", str(auth_port), "--broker-port", str(broker_port)]
-    cmd += ["--appserver-port", str(app_port), "--password-hash-cost", "4"]
-    cmd += ["--drain-rate", "100000", "--drain-burst", "100000"]
-    up = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
-    assert up.stdout is not None
-    for line in up.stdout:
-        if "SIGTERM stops it" in line:
-            break
-    else:
-        raise SystemExit("mqtt-token-sim up did not start")
-    return (
-        up,
-        f"http://127.0.0.1:{app_port}",
-        f"mqtt://127.0.0.1:{broker_port}",
-        f"http://127.0.0.1:{auth_port}",
-    )
 
 
 def _step(args: argparse.Namespace, n: int, host: str, broker: str, out: Path) -> dict[str, Any]:
@@ -135,7 +103,8 @@ def main() -> int:
         if args.host and args.broker:
             host, broker = args.host, args.broker
         else:
-            up, host, broker, _ = _start_up(out / "stack")
+            up, ends = start_up(out / "stack", drain_rate="100000")
+            host, broker = ends["appserver"], ends["broker"]
         results = []
         for n in steps:
             r = _step(args, n, host, broker, out)

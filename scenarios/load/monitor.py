@@ -91,24 +91,11 @@ class GeneratorMonitor:
         self.limits = limits
         self.interval = interval
         self._on_overload = on_overload
-        self._samples: deque[ProcessSample] = deque()
-        self._lag_max = 0.0
         self._probe_due: float | None = None
         self._greenlets: list[gevent.Greenlet] = []
-        self.verdict: Verdict | None = None
-        self._last_overloaded_at = float("-inf")
-        self.ever_overloaded = False
-        self.reasons: list[str] = []
-        self.peak_cpu_share = 0.0
-        self.peak_wait_share = 0.0
-        self.peak_lag_s = 0.0
-        self.started_mono = time.monotonic()
-        self.started_cpu = _process_cpu()
-        self.fds_at_start = _open_fds()
-        self.rss_kb_at_start = rss_kb()
-        #: the longest pause of Python's cyclic collector (it stops the event loop too)
-        self.peak_gc_pause_s = 0.0
         self._gc_started: float | None = None
+        self.peak_gc_pause_s: float = 0.0
+        self.reset()
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:
@@ -137,15 +124,16 @@ class GeneratorMonitor:
 
     def reset(self) -> None:
         """A new test: the figures start again (the overload history too)."""
-        self._samples.clear()
+        self._samples: deque[ProcessSample] = deque()
         self._lag_max = 0.0
-        self.verdict = None
+        self.verdict: Verdict | None = None
         self._last_overloaded_at = float("-inf")
         self.ever_overloaded = False
-        self.reasons = []
+        self.reasons: list[str] = []
         self.peak_cpu_share = 0.0
         self.peak_wait_share = 0.0
         self.peak_lag_s = 0.0
+        #: the longest pause of Python's cyclic collector (it stops the event loop too)
         self.peak_gc_pause_s = 0.0
         self.started_mono = time.monotonic()
         self.started_cpu = _process_cpu()

@@ -304,3 +304,17 @@ async def test_generator_short_of_cpu_is_the_generators_failure(tmp_path):
     assert gen["was_the_limit"]
     assert {"hub-lag", "cpu"} & set(gen["overload_reasons"]), gen
     assert gen["peak_lag_s"] >= 1.0
+
+
+async def test_bad_option_is_a_clear_error_before_any_user(tmp_path):
+    for bad, said in (("3,1", "MIN,MAX"), ("fast", "MIN,MAX")):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+            "-u", "1", "--run-time", "1s", "--mqtt-task-wait", bad,
+            cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        text = err.decode(errors="replace")
+        assert proc.returncode == 2, text[-2000:]
+        assert f"--mqtt-task-wait wants {said}" in text
+        assert "Traceback" not in text
