@@ -15,7 +15,8 @@ stack's and the generator's apart), whether the generator was the limit (exit 3,
 why), CPU per user (share of one core), descriptors per user (above the process's own
 start), resident KB per user, the worker's peak CPU share and event-loop lag, and
 requests/s.  It stops at the first step where the generator was the limit; the
-ceiling is the last step it was not.
+ceiling is the last step it was not (and when the stack fails first, it says so: then
+the ceiling is above the last step, the stack's is not).
 
     python bench/locust_users.py --users 1000,2000,4000,6000 --seconds 60
     python bench/locust_users.py --kind idle --users 2500,5000,10000 --seconds 30
@@ -138,7 +139,12 @@ def main() -> int:
         ]
         print("".join(f"{c:>16}" for c in cells))
     held = [r["users"] for r in results if not r["generator_limit"]]
-    print(f"ceiling per worker: {max(held) if held else 'below the first step'} users")
+    stack = [r["users"] for r in results if r["stack_failures"]]
+    if len(held) == len(results):
+        print(f"the generator was not the limit up to {max(held)} users per worker", end="")
+    else:
+        print(f"ceiling per worker: {max(held) if held else 'below the first step'} users", end="")
+    print(f" (the stack failed first, from {min(stack)} users)" if stack else "")
     return 0
 
 

@@ -26,7 +26,6 @@ ended a session outside a storm), ``generator:overloaded`` (:mod:`.health`).
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import random
 import time
@@ -37,13 +36,16 @@ import gevent
 from gevent.event import Event
 from locust import User, between, constant, task
 
-from sim.customer.client.policy import Backoff
+from sim.customer.client.policy import Backoff, react_to_invalid
 from sim.shared.protocol import (
     SYS_EXPIRE_NOTICE,
     SYS_INVALID_NOTICE,
     SYS_UPLOAD_TOKEN,
     InvalidCode,
     InvalidNotice,
+    InvalidPayload,
+    TokenType,
+    UploadToken,
 )
 
 from .mqtt import MqttSession, Refused
@@ -123,7 +125,7 @@ class _TokenHolder(User):
     def ask(self) -> dict[str, Any] | None:
         """``token:apply``; the new token document, or None (failure recorded)."""
         self.rt.token_asked()
-        doc = None
+        doc = None  # (stays None when the block fails: measure() swallows the error)
         with self.rt.timed("HTTP", "token:apply") as meta:
             doc = self.rt.api.ask_token(self.ident.client_id, _SECRET, self.ident.resources)
         return doc if meta["exception"] is None else None
@@ -148,8 +150,9 @@ class _TokenHolder(User):
 
     def upload(self, doc: dict[str, Any]) -> bool:
         """``$SYS/uploadToken`` (SPEC §4), timed to its PUBACK (sent after the swap)."""
-        body = json.dumps({"token": doc["token"], "type": doc["type"]}).encode()
-        with self.rt.timed("MQTT", "token:upload", len(body)) as meta:
+        with self.rt.timed("MQTT", "token:upload") as meta:
+            body = UploadToken(doc["token"], TokenType(doc["type"])).encode()
+            meta["response_length"] = len(body)
             self.session.publish_qos1(SYS_UPLOAD_TOKEN, body, self.timeout)
         if meta["exception"] is None:
             self.token = doc
@@ -177,9 +180,9 @@ class _TokenHolder(User):
         elif topic == SYS_INVALID_NOTICE:
             try:
                 code = InvalidNotice.parse(payload).code
-            except ValueError:
-                code = InvalidCode.FORGED
-            if code not in (InvalidCode.RESOURCE_MISMATCH, InvalidCode.PERMISSION_MISMATCH):
+            except InvalidPayload:
+                code = InvalidCode.FORGED  # unreadable: do not trust the token either
+            if react_to_invalid(code).discard_token:
                 self.token = None  # dead: ask the AppServer before connecting again
 
     def _on_lost(self, reason: str) -> None:
