@@ -23,9 +23,7 @@ import argparse
 import asyncio
 import base64
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,18 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _stack import start_up
+
 from sim.shared.limits import raise_nofile_limit
 from sim.shared.procstats import cpu_seconds, rss_kb
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 async def _baseline(n: int, app: str, broker: str, idle: float) -> dict[str, float]:
@@ -143,26 +133,10 @@ def main() -> int:
         return _worker(args)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
-    auth_port, broker_port, app_port = _free_ports(3)
-    cmd = [sys.executable, "-m", "sim", "--log-level", "WARNING", "up", "--data-dir", str(tmp)]
-    cmd += ["--authserver-port", str(auth_port), "--broker-port", str(broker_port)]
-    cmd += ["--appserver-port", str(app_port), "--password-hash-cost", "4"]
-    cmd += ["--drain-rate", "1000000", "--drain-burst", "1000000"]
-    up = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    up, ends = start_up(tmp)
     results: dict[str, dict[str, Any]] = {}
     try:
-        assert up.stdout is not None
-        for line in up.stdout:
-            if "SIGTERM stops it" in line:
-                break
-        else:
-            raise SystemExit("mqtt-token-sim up did not start")
-        app, broker = f"http://127.0.0.1:{app_port}", f"mqtt://127.0.0.1:{broker_port}"
+        app, broker = ends["appserver"], ends["broker"]
         for name, worker in (
             ("baseline", "baseline"),
             ("fleet first start", "fleet"),
