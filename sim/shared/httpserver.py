@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,6 +237,25 @@ class _GuardedRequestHandler(RequestHandler):
         super().log_exception(*args, **kw)
 
 
+def _expectation_guard(
+    handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], guard: _Guard
+) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """The app's request handler, with an ``Expect`` it refuses answered in the app's own
+    error shape.  aiohttp runs a route's expect handler before the app's middleware, and
+    answers anything but ``100-continue`` with a plain-text 417 quoting the header."""
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPExpectationFailed:
+            guard.stats.malformed += 1
+            resp = guard.render(request, 417, "unsupported Expect header: only 100-continue")
+            resp.force_close()  # the body, if any, was not read
+            return resp
+
+    return handle
+
+
 class _GuardedServer(web.Server):
     def __init__(self, *args: Any, guard: _Guard, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -254,7 +273,7 @@ class _GuardedAppRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # runs the app's startup, as AppRunner does
         return _GuardedServer(
-            plain.request_handler,
+            _expectation_guard(plain.request_handler, self._http_guard),
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=plain._loop,

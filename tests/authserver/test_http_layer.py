@@ -217,6 +217,28 @@ async def test_malformed_requests_get_json_400_and_no_credential_is_echoed_or_lo
             assert secret not in text, text
 
 
+@KINDS
+async def test_an_expectation_other_than_100_continue_gets_the_servers_json(kind, tmp_path):
+    """aiohttp answers an ``Expect`` it does not know before the app's middleware, with a
+    plain-text 417 that quotes the header; found by the adversarial suite."""
+    async with served(kind, tmp_path, HttpLimits()) as s:
+        method, path, headers = s.json_endpoint
+        for expect in ("200-ok", f"x-{LEGACY_SIG}"):
+            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            request = (
+                f"{method} {path} HTTP/1.1\r\nHost: x\r\n{head}Expect: {expect}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+            )
+            answer = await exchange(s.port, request.encode())
+            assert 400 <= answer.status < 500, (expect, answer)
+            assert answer.headers["content-type"].startswith("application/json"), answer
+            assert "Expect" in message_of(answer.json())
+            assert LEGACY_SIG.encode() not in answer.body
+            # 100-continue is still honoured (the interim answer comes first).
+            continued = await exchange(s.port, request.replace(expect, "100-continue").encode())
+            assert continued.status == 100, continued
+
+
 async def test_a_credential_in_the_wrong_shape_is_not_echoed_by_the_openapi(tmp_path):
     async with served("authserver", tmp_path, HttpLimits()) as s, aiohttp.ClientSession() as http:
         for authorization in (
