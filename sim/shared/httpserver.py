@@ -13,7 +13,8 @@ with a per-connection watchdog (limits in :class:`sim.shared.httplimits.HttpLimi
 * body: a deadline from the end of the head until the body is complete; late -> the
   handler's read raises :class:`aiohttp.web.HTTPRequestTimeout` (408, rendered by the
   app's error middleware), nothing more is read and the connection closes after the
-  answer;
+  answer (a body that never completes for aiohttp's own reasons, too: a large deflate
+  body whose stream never ends, which its C parser loses);
 * idle: aiohttp's own keep-alive timeout.
 
 It also answers what aiohttp's parser refuses (a bad request line, header garbage, a
@@ -158,7 +159,12 @@ class _GuardedRequestHandler(RequestHandler):
         super().data_received(data)
         if self._request_count != parsed:  # a head (or a parse error) came out
             self._cancel_header_timer()
-            self._watch_body(self._messages[-1][1] if self._messages else None)
+            if self._body is None or self._body.is_eof():
+                self._watch_body(self._messages[-1][1] if self._messages else None)
+            # else: a body still unfinished keeps its deadline.  HTTP/1.1 framing puts
+            # no request inside another's body, but aiohttp 3.14's C parser, having lost
+            # a large deflate body that never ends its stream, reports "new requests"
+            # while the first waits for the rest of its body forever.
 
     # -- deadlines -----------------------------------------------------------------------
 
