@@ -140,9 +140,7 @@ async def broker_world(tmp_path: Path, seed: int) -> AsyncIterator[BrokerWorld]:
             for ns in (*LIVE, GONE):
                 for kind in kinds:
                     resources = rng.choice([("dev/#",), ("#",), ("dev/+/x", "demo/#")])
-                    pool.genuine[(ns, kind)] = [
-                        world.issue(ns, kind, resources) for _ in range(4)
-                    ]
+                    pool.genuine[(ns, kind)] = [world.issue(ns, kind, resources) for _ in range(4)]
             for kind in kinds:
                 pool.revoked[kind] = [world.issue(DEV, kind) for _ in range(3)]
                 for token in pool.revoked[kind]:

@@ -46,9 +46,9 @@ class Sizes:
     timeout_s: int
 
 
-SHORT = Sizes("short", http_requests=300, connects=600, uploads=150, moves=30,
-              flood_logins=1_000, outage_rounds=1, timeout_s=120)  # fmt: skip
-LONG = Sizes("long", http_requests=10_000, connects=10_000, uploads=2_000, moves=400,
+SHORT = Sizes("short", http_requests=1_500, connects=3_000, uploads=600, moves=200,
+              flood_logins=2_000, outage_rounds=1, timeout_s=120)  # fmt: skip
+LONG = Sizes("long", http_requests=10_000, connects=10_000, uploads=2_000, moves=1_000,
              flood_logins=20_000, outage_rounds=5, timeout_s=1_200)  # fmt: skip
 
 

@@ -75,7 +75,9 @@ def _password(pairs: list[tuple[str, str]]) -> str:
     return "|".join(f"{kind}|{token}" for kind, token in pairs)
 
 
-def _bad_token(world: BrokerWorld, rng: random.Random, ns: Namespace, kind: TokenType) -> tuple[str, str]:
+def _bad_token(
+    world: BrokerWorld, rng: random.Random, ns: Namespace, kind: TokenType
+) -> tuple[str, str]:
     """A token no CONNECT of ``ns`` under ``kind`` may use, and its label."""
     pool = world.tokens
     choice = rng.choice(["text", "text", "namespace", "expired", "revoked", "disabled",
@@ -102,13 +104,12 @@ def connect_case(world: BrokerWorld, rng: random.Random, index: int) -> ConnectC
         client_id = rng.choice(CANARY_IDS)  # refused: the canary must not notice
         labels.append("canary_client_id")
     signature = rng.random() < 0.15
+    pairs: list[tuple[str, str]] = []
     if signature:
         username, password = ns.username("Signature"), ns.signature(client_id)
-        pairs: list[tuple[str, str]] = []
     else:
         combo = rng.choice([["RW"], ["R"], ["W"], ["R", "W"], ["W", "R"]])
         pairs = [(k, world.tokens.get(ns, TokenType(k), rng)) for k in combo]
-        true_kinds = list(combo)  # each slot's token's own type, whatever its label
         username, password = ns.username(), _password(pairs)
     case = ConnectCase(client_id, username, password, False, ())
     if rng.random() < 0.2:
@@ -121,7 +122,7 @@ def connect_case(world: BrokerWorld, rng: random.Random, index: int) -> ConnectC
     for _ in range(mutations):
         kind = rng.choice(["credential", "credential", "credential", "username", "packet"])
         if kind == "credential" and signature:
-            label = _forge_signature(rng, case, ns)
+            labels.append(_forge_signature(rng, case, ns))
         elif kind == "credential":
             slot = rng.randrange(len(pairs))
             type_name = pairs[slot][0]
@@ -130,30 +131,80 @@ def connect_case(world: BrokerWorld, rng: random.Random, index: int) -> ConnectC
                 bad, label = _bad_token(world, rng, ns, TokenType(type_name))
                 pairs[slot] = (type_name, bad)
             elif choice == "relabel":
-                wrong = rng.choice([t for t in ("R", "W", "RW") if t != true_kinds[slot]])
-                pairs[slot] = (wrong, pairs[slot][1])
+                pairs[slot] = (
+                    rng.choice([t for t in TYPE_NAMES if t != type_name]),
+                    pairs[slot][1],
+                )
                 label = "type_relabelled"
             elif choice == "duplicate":
                 pairs.append(pairs[slot])
-                true_kinds.append(true_kinds[slot])
                 label = "type_twice"
-            else:
-                case.password = rng.choice(
-                    [_password(pairs) + "|", "|" + _password(pairs), type_name + "||", "",
-                     _password(pairs).replace("|", "||", 1), "R|" + "Zm9yZ2Vk" * 7_500]
-                )  # fmt: skip
-                labels.append("separators")
-                case.must_refuse = True
-                continue
             case.password = _password(pairs)
+            if choice == "separator":
+                case.password = rng.choice(
+                    [case.password + "|", "|" + case.password, type_name + "||", "",
+                     case.password.replace("|", "||", 1), "R|" + "Zm9yZ2Vk" * 7_500]
+                )  # fmt: skip
+                label = "separators"
+            labels.append(label)
         elif kind == "username":
             case.username, label = _forge_username(rng, ns, signature)
+            labels.append(label)
         else:
-            label = _break_packet(rng, case)
-        labels.append(label)
-        case.must_refuse = True
+            labels.append(_break_packet(rng, case))
     case.labels = tuple(labels)
+    mode = "Signature" if signature else "Token"
+    owner = _genuine(world, case, mode, pairs)
+    if owner is not None and case.client_id in CANARY_IDS:
+        # Mutations that undid each other: genuine credentials must not take the canary
+        # over (a take-over is right, and not the point).
+        case.client_id = f"GID_adv@@@c{index}"
+        if signature:
+            case.password = owner.signature(case.client_id)
+    case.must_refuse = owner is None
     return case
+
+
+def _genuine(
+    world: BrokerWorld, case: ConnectCase, mode: str, pairs: list[tuple[str, str]]
+) -> Namespace | None:
+    """Whether the CONNECT, as it will be sent, is some live namespace's own: its
+    username, and its tokens (or its signature of this client id), with a valid packet.
+    Mutations may undo each other, or turn one namespace's credentials into another's
+    (dev-ak's token under dev-ak's other instance's username is that instance's)."""
+    if case.level != 4 or case.reserved_flag or not _valid_client_id(case.client_id):
+        return None
+    for ns in LIVE:
+        if case.username == ns.username(mode):
+            if mode == "Signature":
+                genuine = case.password == ns.signature(case.client_id)
+            else:
+                genuine = case.password == _password(pairs) and _genuine_pairs(world, ns, pairs)
+            return ns if genuine else None
+    return None
+
+
+TYPE_NAMES = ("R", "W", "RW")
+
+
+def _valid_client_id(client_id: str) -> bool:
+    """SPEC §4: ``GID_``/``GID-`` Group ID of 7-64 characters, ``@@@``, a device id of
+    letters, digits, ``-`` and ``_``; at most 64 characters in all."""
+    group, sep, device = client_id.partition("@@@")
+    return (
+        bool(sep) and len(client_id) <= 64 and 7 <= len(group) <= 64
+        and group[:4] in ("GID_", "GID-")
+        and all(c.isascii() and (c.isalnum() or c in "-_") for c in group + device)
+        and bool(device)
+    )  # fmt: skip
+
+
+def _genuine_pairs(world: BrokerWorld, ns: Namespace, pairs: list[tuple[str, str]]) -> bool:
+    kinds = [kind for kind, _ in pairs]
+    return len(set(kinds)) == len(kinds) and all(
+        kind in TYPE_NAMES and token in world.tokens.genuine[(ns, TokenType(kind))]
+        for kind, token in pairs
+    )
 
 
 def _forge_signature(rng: random.Random, case: ConnectCase, ns: Namespace) -> str:
@@ -170,7 +221,9 @@ def _forge_signature(rng: random.Random, case: ConnectCase, ns: Namespace) -> st
             case.client_id
         )
     elif choice == "pad":
-        case.password = rng.choice([case.password + "=", case.password.rstrip("="), " " + case.password])
+        case.password = rng.choice(
+            [case.password + "=", case.password.rstrip("="), " " + case.password]
+        )
     elif choice == "flip":
         case.password, _ = forged_token(rng, case.password)
     elif choice == "case":
@@ -209,9 +262,9 @@ def _break_packet(rng: random.Random, case: ConnectCase) -> str:
     choice = rng.choice(["client_id", "level", "reserved"])
     if choice == "client_id":
         case.client_id = rng.choice(
-            ["adv-1", "GID_adv@@@", "GID_@@@x", "GID_adv@@@" + "x" * 60, "GID_a b@@@c", ""]
-        )
-        # A signature of the new id would be genuine but for the id: keep the old one.
+            ["adv-1", "GID_adv@@@", "GID_@@@x", "GID_adv@@@" + "x" * 60, "GID_a b@@@c", "",
+             "GID_ab@@@x", "GID_adv@@@x.y", "GID_adv@@@x:y", "gid_adv@@@x"]
+        )  # fmt: skip
         return "client_id_invalid"
     if choice == "level":
         case.level = rng.choice([3, 5, 0, 255])
@@ -334,6 +387,7 @@ class Canary:
     sub: RawClient | None = None
     pub: RawClient | None = None
     reader: asyncio.Task[None] | None = None
+    lost: bool = False
 
     async def start(self) -> None:
         read = self.world.issue(DEV, TokenType.R, ("dev/canary/#",))
@@ -354,8 +408,9 @@ class Canary:
         assert self.sub is not None
         while True:
             got = await self.sub.read(3600)
-            if got is None:
-                raise ConnectionError("the canary subscriber lost its connection")
+            if got is None:  # taken over, or closed: what it missed is counted as lost
+                self.lost = True
+                return
             if got.kind != PUBLISH:
                 continue
             await self.sub.ack(got)
@@ -385,8 +440,9 @@ class Canary:
                 1 for i, (n, dup) in enumerate(self.received) if not dup and n in first[:i]
             ),
             "canary_in_order": first == sorted(first),
+            "canary_connection_lost": self.lost,
         }
         for client in (self.sub, self.pub):
-            if client is not None:
+            if client is not None and not client.writer.is_closing():
                 await client.disconnect()
         return figures

@@ -139,6 +139,7 @@ async def test_no_forged_connect_or_upload_is_accepted_and_the_canary_loses_noth
     assert connects["total"] >= sizes.connects and uploads["total"] >= sizes.uploads
     assert not problems, "\n".join(problems[:20])
     assert connects["genuine"] > 0 and uploads["genuine"] > 0  # the oracle had work
+    assert not canary_figures["canary_connection_lost"]
     assert canary_figures["canary_lost"] == 0 and canary_figures["canary_unexpected"] == 0
     assert canary_figures["canary_in_order"]
     assert canary_figures["canary_duplicates_without_dup_flag"] == 0
