@@ -128,26 +128,28 @@ async def broker_world(tmp_path: Path, seed: int) -> AsyncIterator[BrokerWorld]:
     )
     instances = tuple(InstanceSpec(ns.instance, PARENT_TOPICS) for ns in (TWO, OTHER, GONE))
     config = AuthServerConfig(data_dir=tmp_path / "auth", accounts=accounts, instances=instances)
-    async with run_authserver(config, clock=clock) as auth:
-        async with run_broker(BrokerConfig(port=0, authserver_url=auth.url), clock) as broker:
-            world = BrokerWorld(auth, broker, clock, TokenPool())
-            pool = world.tokens
-            kinds = list(TokenType)
-            # Expired: issued for the minimum life, then the shared clock moves past it.
+    async with (
+        run_authserver(config, clock=clock) as auth,
+        run_broker(BrokerConfig(port=0, authserver_url=auth.url), clock) as broker,
+    ):
+        world = BrokerWorld(auth, broker, clock, TokenPool())
+        pool = world.tokens
+        kinds = list(TokenType)
+        # Expired: issued for the minimum life, then the shared clock moves past it.
+        for kind in kinds:
+            pool.expired[kind] = [world.issue(DEV, kind, ttl_s=61) for _ in range(3)]
+        clock.advance(62)
+        for ns in (*LIVE, GONE):
             for kind in kinds:
-                pool.expired[kind] = [world.issue(DEV, kind, ttl_s=61) for _ in range(3)]
-            clock.advance(62)
-            for ns in (*LIVE, GONE):
-                for kind in kinds:
-                    resources = rng.choice([("dev/#",), ("#",), ("dev/+/x", "demo/#")])
-                    pool.genuine[(ns, kind)] = [world.issue(ns, kind, resources) for _ in range(4)]
-            for kind in kinds:
-                pool.revoked[kind] = [world.issue(DEV, kind) for _ in range(3)]
-                for token in pool.revoked[kind]:
-                    auth.engine.revoke(DEV.ak, token)
-                pool.disabled[kind] = pool.genuine[(GONE, kind)]
-                pool.foreign_key[kind] = [_foreign(auth.engine.bootstrap().current_key, kind)]
-                pool.edited[kind] = [_edited(t) for t in pool.genuine[(DEV, kind)]]
-            auth.engine.put_account(AccountSpec(GONE.ak, GONE.sk, (GONE.instance,), False))
-            await world.synced()
-            yield world
+                resources = rng.choice([("dev/#",), ("#",), ("dev/+/x", "demo/#")])
+                pool.genuine[(ns, kind)] = [world.issue(ns, kind, resources) for _ in range(4)]
+        for kind in kinds:
+            pool.revoked[kind] = [world.issue(DEV, kind) for _ in range(3)]
+            for token in pool.revoked[kind]:
+                auth.engine.revoke(DEV.ak, token)
+            pool.disabled[kind] = pool.genuine[(GONE, kind)]
+            pool.foreign_key[kind] = [_foreign(auth.engine.bootstrap().current_key, kind)]
+            pool.edited[kind] = [_edited(t) for t in pool.genuine[(DEV, kind)]]
+        auth.engine.put_account(AccountSpec(GONE.ak, GONE.sk, (GONE.instance,), False))
+        await world.synced()
+        yield world

@@ -28,7 +28,6 @@ whatever each read before its marker is judged.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from collections import Counter

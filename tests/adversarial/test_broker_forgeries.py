@@ -83,23 +83,22 @@ async def test_no_forged_connect_or_upload_is_accepted_and_the_canary_loses_noth
                         rc = await attempt_connect(port, case)
                         accepted = rc == 0
                         codes["closed" if rc is None else str(rc)] += 1
+                        must_refuse, case_labels, tally = case.must_refuse, case.labels, connects
                         what = f"connect {i} {case.labels or 'genuine'}"
-                        tally = connects
                     else:
                         up = upload_case(world, rng)
                         accepted, notice = await session.upload(up.payload)
                         notices[str(notice)] += 0 if accepted else 1
+                        must_refuse, case_labels, tally = up.must_refuse, up.labels, uploads
                         what = f"upload {i} {up.labels or 'genuine'} (notice {notice})"
-                        case = up  # type: ignore[assignment]
-                        tally = uploads
                     tally["total"] += 1
-                    tally["forged" if case.must_refuse else "genuine"] += 1
+                    tally["forged" if must_refuse else "genuine"] += 1
                     tally["accepted"] += accepted
-                    labels.update(case.labels)
-                    if case.must_refuse and accepted:
+                    labels.update(case_labels)
+                    if must_refuse and accepted:
                         tally["forged_accepted"] += 1
                         problems.append(f"ACCEPTED {what}")
-                    elif not case.must_refuse and not accepted:
+                    elif not must_refuse and not accepted:
                         tally["genuine_refused"] += 1
                         problems.append(f"refused genuine {what}")
             finally:

@@ -25,9 +25,9 @@ pytestmark = pytest.mark.adversarial
 
 
 async def test_refused_large_password_logins_leave_the_broker_as_it_was(
-    broker_process: BrokerProcess,
+    broker_process: BrokerProcess,  # noqa: F811  (the fixture imported above)
     sizes: Sizes,
-    report: Report,  # noqa: F811
+    report: Report,
 ) -> None:
     port, pid = broker_process.port, broker_process.proc.pid
     assert set(await flood(port, 0, WARM_UP)) == {5}  # allocator pools at working size
