@@ -15,8 +15,16 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from .authserver_cases import admin_body, mutate_json
-from .httpfuzz import HUGE, UNICODE, Answer, Request, deep_json, wire_mutation
+from .httpfuzz import (
+    HUGE,
+    UNICODE,
+    Answer,
+    Request,
+    deep_json,
+    json_request,
+    mutate_json,
+    wire_mutations,
+)
 
 #: The token cases' accounts: secret, grants, and asks their grants cover or do not.
 ACCOUNTS: dict[str, dict[str, Any]] = {
@@ -50,12 +58,6 @@ class AppWorld:
 
 def basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-
-
-def _wire(rng: random.Random, req: Request, prefix: str) -> Request:
-    for _ in range(rng.choice([0, 0, 0, 1, 1, 2])):
-        req = wire_mutation(rng, req, prefix=prefix)
-    return req
 
 
 def token_case(world: AppWorld, rng: random.Random) -> list[Request]:
@@ -105,7 +107,7 @@ def token_case(world: AppWorld, rng: random.Random) -> list[Request]:
         headers=[("Content-Type", "application/json"), ("Authorization", authorization)],
         secrets=(authorization.split(" ", 1)[1], secret),
     )  # fmt: skip
-    return [_wire(rng, req, "/v1/")]
+    return [wire_mutations(rng, req, "/v1/")]
 
 
 def token_succeeded(req: Request, answer: Answer) -> bool:
@@ -143,17 +145,7 @@ def admin_case(world: AppWorld, rng: random.Random) -> list[Request]:
         ("GET", "/openapi.json", None),
     ]  # fmt: skip
     method, path, body = rng.choice(routes)
-    labels: list[str] = []
-    if body is not None and rng.random() < 0.5:
-        body, label = mutate_json(rng, body)
-        labels.append(label)
-    raw = admin_body(body) if body is not None else b""
-    if rng.random() < 0.05:
-        raw = deep_json(rng.choice([33, 10_000]))
-        labels.append("json_depth")
-    headers = [("Content-Type", "application/json")] if raw else []
-    req = Request(method, path, headers=headers, body=raw, labels=tuple(labels))
-    return [_wire(rng, req, "/admin/")]
+    return [json_request(rng, method, path, body, prefix="/admin/")]
 
 
 def admin_succeeded(req: Request, answer: Answer) -> bool:

@@ -33,7 +33,7 @@ from sim.shared.protocol.signing import (
     v3_sign,
 )
 
-from .httpfuzz import HUGE, UNICODE, Answer, Request, deep_json, wire_mutation
+from .httpfuzz import HUGE, UNICODE, Answer, Request, json_request, wire_mutations
 
 AK, SK, INSTANCE = "dev-ak", "dev-sk", "mqtt-dev"
 OTHER_AK, OTHER_SK, OTHER_INSTANCE = "ak2", "sk2", "inst2"
@@ -197,12 +197,6 @@ def _place(
     )  # fmt: skip
 
 
-def _wire(rng: random.Random, req: Request, prefix: str) -> Request:
-    for _ in range(rng.choice([0, 0, 0, 1, 1, 2])):
-        req = wire_mutation(rng, req, prefix=prefix)
-    return req
-
-
 # -- legacy token API (SPEC §3a) ----------------------------------------------------------------
 
 
@@ -297,7 +291,7 @@ def legacy_case(world: AuthWorld, rng: random.Random) -> list[Request]:
         ]
     req = _place(rng, f"/token/{op}", pairs, split=not repeated)
     req = replace(req, forged=forged, labels=tuple(labels), secrets=(params["signature"],))
-    return [_wire(rng, req, "/token/")]
+    return [wire_mutations(rng, req, "/token/")]
 
 
 def legacy_succeeded(req: Request, answer: Answer) -> bool:
@@ -449,7 +443,7 @@ def v3_case(world: AuthWorld, rng: random.Random) -> list[Request]:
                   body=body, forged=forged, labels=tuple(labels), secrets=(signature,))  # fmt: skip
     if rng.random() < 0.1:  # the same request again: the nonce is spent
         return [req, replace(req, forged=True, labels=(*req.labels, "replay"))]
-    return [_wire(rng, req, "/")]
+    return [wire_mutations(rng, req, "/")]
 
 
 def rpc_case(world: AuthWorld, rng: random.Random) -> list[Request]:
@@ -519,7 +513,7 @@ def rpc_case(world: AuthWorld, rng: random.Random) -> list[Request]:
     req = replace(req, forged=forged, labels=tuple(labels), secrets=(params["Signature"],))
     if rng.random() < 0.1:
         return [req, replace(req, forged=True, labels=(*req.labels, "replay"))]
-    return [_wire(rng, req, "/")]
+    return [wire_mutations(rng, req, "/")]
 
 
 def openapi_succeeded(req: Request, answer: Answer) -> bool:
@@ -584,50 +578,9 @@ def _admin_route(rng: random.Random) -> tuple[str, str, list[tuple[str, str]], A
     return rng.choice(routes)
 
 
-JSON_ODD: list[Any] = [
-    None, True, -1, 0, 1e308, 10**40, "", UNICODE, HUGE, [], {}, [1, "a"], {"k": {"k": []}},
-    float("inf"),
-]  # fmt: skip
-
-
-def mutate_json(rng: random.Random, body: Any) -> tuple[Any, str]:
-    """One change of a JSON body's structure or values (the body is rebuilt, not edited)."""
-    kind = rng.choice(["value", "drop", "extra", "top", "deep"])
-    if isinstance(body, dict) and body and kind in ("value", "drop"):
-        body = dict(body)
-        key = rng.choice(sorted(body))
-        if kind == "value":
-            body[key] = rng.choice(JSON_ODD)
-        else:
-            del body[key]
-        return body, f"json_{kind}"
-    if kind == "extra" and isinstance(body, dict):
-        return {**body, rng.choice(["x", "", UNICODE]): rng.choice(JSON_ODD)}, "json_extra"
-    if kind == "deep":
-        nested: Any = body
-        for _ in range(rng.choice([10, 33, 200])):
-            nested = {"k": nested}
-        return nested, "json_deep"
-    return rng.choice([[body], "text", 1, None]), "json_top"
-
-
-def admin_body(body: Any) -> bytes:
-    return json.dumps(body, allow_nan=True).encode()
-
-
 def admin_case(world: AuthWorld, rng: random.Random) -> list[Request]:
     method, path, query, body = _admin_route(rng)
-    labels: list[str] = []
-    if body is not None and rng.random() < 0.5:
-        body, label = mutate_json(rng, body)
-        labels.append(label)
-    raw = admin_body(body) if body is not None else b""
-    if rng.random() < 0.1:
-        raw = deep_json(rng.choice([33, 5_000]))
-        labels.append("json_depth")
-    headers = [("Content-Type", "application/json")] if raw else []
-    req = Request(method, path, query=query, headers=headers, body=raw, labels=tuple(labels))
-    return [_wire(rng, req, "/admin/")]
+    return [json_request(rng, method, path, body, query=query, prefix="/admin/")]
 
 
 def admin_succeeded(req: Request, answer: Answer) -> bool:

@@ -30,6 +30,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from tests.authserver.rawhttp import parse_response
@@ -304,6 +305,69 @@ WIRE: dict[str, Callable[[random.Random, Request, str], Request]] = {
     "framing": _framing,
 }
 WIRE_KINDS = sorted(WIRE)
+
+
+def wire_mutations(rng: random.Random, req: Request, prefix: str) -> Request:
+    r"""None, one or two :func:`wire_mutation`\ s (most requests keep their wire form)."""
+    for _ in range(rng.choice([0, 0, 0, 1, 1, 2])):
+        req = wire_mutation(rng, req, prefix=prefix)
+    return req
+
+
+JSON_ODD: list[Any] = [
+    None, True, -1, 0, 1e308, 10**40, "", UNICODE, HUGE, [], {}, [1, "a"], {"k": {"k": []}},
+    float("inf"),
+]  # fmt: skip
+
+
+def mutate_json(rng: random.Random, body: Any) -> tuple[Any, str]:
+    """One change of a JSON body's structure or values (the body is rebuilt, not edited)."""
+    kind = rng.choice(["value", "drop", "extra", "top", "deep"])
+    if isinstance(body, dict) and body and kind in ("value", "drop"):
+        body = dict(body)
+        key = rng.choice(sorted(body))
+        if kind == "value":
+            body[key] = rng.choice(JSON_ODD)
+        else:
+            del body[key]
+        return body, f"json_{kind}"
+    if kind == "extra" and isinstance(body, dict):
+        return {**body, rng.choice(["x", "", UNICODE]): rng.choice(JSON_ODD)}, "json_extra"
+    if kind == "deep":
+        nested: Any = body
+        for _ in range(rng.choice([10, 33, 200])):
+            nested = {"k": nested}
+        return nested, "json_deep"
+    return rng.choice([[body], "text", 1, None]), "json_top"
+
+
+def json_body(body: Any) -> bytes:
+    return json.dumps(body, allow_nan=True).encode()
+
+
+def json_request(
+    rng: random.Random,
+    method: str,
+    path: str,
+    body: Any,
+    *,
+    prefix: str,
+    query: list[tuple[str, str]] | None = None,
+) -> Request:
+    """An admin-style JSON request: its body (if any) sometimes mutated or replaced by
+    JSON nested too deep, then its wire form mutated within ``prefix``."""
+    labels: list[str] = []
+    if body is not None and rng.random() < 0.5:
+        body, label = mutate_json(rng, body)
+        labels.append(label)
+    raw = json_body(body) if body is not None else b""
+    if rng.random() < 0.08:
+        raw = deep_json(rng.choice([33, 5_000]))
+        labels.append("json_depth")
+    headers = [("Content-Type", "application/json")] if raw else []
+    req = Request(method, path, query=query or [], headers=headers, body=raw, labels=tuple(labels))
+    return wire_mutations(rng, req, prefix)
+
 
 # -- sending -----------------------------------------------------------------------------------
 
