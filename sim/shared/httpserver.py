@@ -13,7 +13,8 @@ with a per-connection watchdog (limits in :class:`sim.shared.httplimits.HttpLimi
 * body: a deadline from the end of the head until the body is complete; late -> the
   handler's read raises :class:`aiohttp.web.HTTPRequestTimeout` (408, rendered by the
   app's error middleware), nothing more is read and the connection closes after the
-  answer;
+  answer (a body that never completes for aiohttp's own reasons, too: a large deflate
+  body whose stream never ends, which its C parser loses);
 * idle: aiohttp's own keep-alive timeout.
 
 It also answers what aiohttp's parser refuses (a bad request line, header garbage, a
@@ -33,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,7 +159,12 @@ class _GuardedRequestHandler(RequestHandler):
         super().data_received(data)
         if self._request_count != parsed:  # a head (or a parse error) came out
             self._cancel_header_timer()
-            self._watch_body(self._messages[-1][1] if self._messages else None)
+            if self._body is None or self._body.is_eof():
+                self._watch_body(self._messages[-1][1] if self._messages else None)
+            # else: a body still unfinished keeps its deadline.  HTTP/1.1 framing puts
+            # no request inside another's body, but aiohttp 3.14's C parser, having lost
+            # a large deflate body that never ends its stream, reports "new requests"
+            # while the first waits for the rest of its body forever.
 
     # -- deadlines -----------------------------------------------------------------------
 
@@ -237,6 +243,25 @@ class _GuardedRequestHandler(RequestHandler):
         super().log_exception(*args, **kw)
 
 
+def _expectation_guard(
+    handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], guard: _Guard
+) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """The app's request handler, with an ``Expect`` it refuses answered in the app's own
+    error shape.  aiohttp runs a route's expect handler before the app's middleware, and
+    answers anything but ``100-continue`` with a plain-text 417 quoting the header."""
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPExpectationFailed:
+            guard.stats.malformed += 1
+            resp = guard.render(request, 417, "unsupported Expect header: only 100-continue")
+            resp.force_close()  # the body, if any, was not read
+            return resp
+
+    return handle
+
+
 class _GuardedServer(web.Server):
     def __init__(self, *args: Any, guard: _Guard, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -254,7 +279,7 @@ class _GuardedAppRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # runs the app's startup, as AppRunner does
         return _GuardedServer(
-            plain.request_handler,
+            _expectation_guard(plain.request_handler, self._http_guard),
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=plain._loop,

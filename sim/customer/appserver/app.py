@@ -75,6 +75,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     408: "request_timeout",
     413: "payload_too_large",
+    417: "expectation_failed",
     415: "unsupported_media_type",
 }
 _OUTCOMES = {
