@@ -633,7 +633,7 @@ class DeviceAudit:
             prev.dead
             or left <= 0
             or life <= 0
-            or new.issued_ms <= prev.issued_ms  # not newer: switching between held tokens
+            or new.issued_ms < prev.issued_ms  # older: switching between held tokens
             or _scope(new) != prev.scope  # other permissions: a new ask, not the same token
             or left <= self.bounds.early_fraction * life
             or is_revoked(prev.token_id)

@@ -36,6 +36,7 @@ __all__ = [
     "AdminUnreachable",
     "AppServerAdmin",
     "AuthServerAdmin",
+    "BrokerAdmin",
     "ClientAccount",
     "ClockInfo",
 ]
@@ -290,14 +291,42 @@ class AppServerAdmin(_Api):
         return f"/admin/accounts/{quote(client_id, safe='@')}"
 
 
+class BrokerAdmin(_Api):
+    """The broker's metrics port (``--metrics-port``): health, the fidelity report and the
+    device audit as JSON (loopback peers only)."""
+
+    part = "broker"
+
+    async def health(self) -> dict[str, Any]:
+        """``GET /health``."""
+        return await self._object("GET", "/health")
+
+    async def metrics(self) -> MetricsSnapshot:
+        """``GET /metrics``, parsed."""
+        text = await self._call("GET", "/metrics", text=True)
+        try:
+            return parse_metrics(text)
+        except ValueError as exc:
+            raise AdminError(f"broker metrics are not Prometheus text: {exc}") from None
+
+    async def fidelity(self) -> dict[str, Any]:
+        """``GET /fidelity``: what clients used that the provider lacks (docs/fidelity.md)."""
+        return await self._object("GET", "/fidelity")
+
+    async def audit(self) -> dict[str, Any]:
+        """``GET /audit``: the device audit (docs/your-appserver.md)."""
+        return await self._object("GET", "/audit")
+
+
 class AdminClient:
-    """Both parts' admin APIs over one HTTP session (its own unless ``http`` is given)."""
+    """The parts' admin APIs over one HTTP session (its own unless ``http`` is given)."""
 
     def __init__(
         self,
         authserver_url: str | None = None,
         appserver_url: str | None = None,
         *,
+        broker_metrics_url: str | None = None,
         http: aiohttp.ClientSession | None = None,
         timeout_s: float = 30.0,
     ):
@@ -308,6 +337,9 @@ class AdminClient:
         )
         self._appserver = (
             AppServerAdmin(appserver_url, self.http, timeout_s) if appserver_url else None
+        )
+        self._broker = (
+            BrokerAdmin(broker_metrics_url, self.http, timeout_s) if broker_metrics_url else None
         )
 
     @property
@@ -321,6 +353,12 @@ class AdminClient:
         if self._appserver is None:
             raise AdminError("this admin client has no AppServer URL")
         return self._appserver
+
+    @property
+    def broker(self) -> BrokerAdmin:
+        if self._broker is None:
+            raise AdminError("this admin client has no broker metrics URL")
+        return self._broker
 
     async def close(self) -> None:
         if self._own_http:
