@@ -382,17 +382,18 @@ class _Held:
 
 @dataclass(slots=True)
 class _Client:
+    """One client's record: fixed size; the parts most clients never need are made on
+    first use (docs/your-appserver.md "Memory")."""
+
     held: dict[str, _Held] = field(default_factory=dict)
     #: type -> (replaced token id, uploaded token id, upload ms): until the next CONNECT
-    uploaded: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    uploaded: dict[str, tuple[str, str, int]] | None = None
     live: int = 0
     retry_since: float | None = None  # the failure the next attempt retries
     run: int = 0
-    gaps: deque[float] = field(default_factory=lambda: deque(maxlen=_EVIDENCE_SAMPLES))
+    gaps: deque[float] | None = None
     dead_refusals: int = 0
-    dead_seen: deque[tuple[str, str, int]] = field(
-        default_factory=lambda: deque(maxlen=_EVIDENCE_SAMPLES)
-    )
+    dead_seen: deque[tuple[str, str, int]] | None = None
 
 
 @dataclass(slots=True)
@@ -500,7 +501,7 @@ class DeviceAudit:
             rec.held[token_type] = _Held(
                 claims.token_id, claims.issued_ms, claims.expire_ms, _scope(claims)
             )
-        rec.uploaded.clear()
+        rec.uploaded = None
         rec.live += 1
         rec.retry_since = None
         rec.dead_refusals = 0
@@ -529,6 +530,8 @@ class DeviceAudit:
                 held.dead = True
         if reason in DEAD_REASONS and claims is not None:
             rec.dead_refusals += 1
+            if rec.dead_seen is None:
+                rec.dead_seen = deque(maxlen=_EVIDENCE_SAMPLES)
             rec.dead_seen.append((claims.token_id, reason, now_ms))
             if rec.dead_refusals >= self.bounds.dead_token_repeats:
                 self._flag(
@@ -557,7 +560,7 @@ class DeviceAudit:
                 held.dead = True
         if reason in POLITE_END:
             if reason == "client":
-                rec.retry_since, rec.run = None, 0
+                rec.retry_since, rec.run, rec.gaps = None, 0, None
             return
         if rec.live == 0:
             rec.retry_since = now
@@ -576,6 +579,8 @@ class DeviceAudit:
         key = (namespace, client_id[:_MAX_ID_CHARS])
         rec = self._record(key)
         if old is not None and old.token_id != new.token_id:
+            if rec.uploaded is None:
+                rec.uploaded = {}
             rec.uploaded[token_type] = (old.token_id, new.token_id, _ms(now))
         rec.held[token_type] = _Held(new.token_id, new.issued_ms, new.expire_ms, _scope(new))
 
@@ -656,7 +661,7 @@ class DeviceAudit:
     def _old_after_upload(
         self, now_ms: int, key: tuple[str, str], rec: _Client, token_type: str, token_id: str
     ) -> None:
-        pending = rec.uploaded.get(token_type)
+        pending = rec.uploaded.get(token_type) if rec.uploaded is not None else None
         if pending is None or token_id != pending[0]:
             return
         old_id, new_id, upload_ms = pending
@@ -689,9 +694,11 @@ class DeviceAudit:
             return  # a first connect, or a takeover of its own live connection
         gap = now - rec.retry_since
         if gap > self.bounds.tight_retry_gap_s:
-            rec.run = 0
+            rec.run, rec.gaps = 0, None
             return
         rec.run += 1
+        if rec.gaps is None:
+            rec.gaps = deque(maxlen=_EVIDENCE_SAMPLES)
         rec.gaps.append(round(gap, 4))
         if rec.run >= self.bounds.tight_retry_run:
             self._flag(

@@ -413,3 +413,24 @@ def test_bounds_parse() -> None:
 def test_finding_line_names_rule_client_and_evidence() -> None:
     f = Finding(Rule.TIGHT_RETRY, "ak", "inst", ("GID_a@@@d1",), 12, 1, 2, {"gaps": [0.1]})
     assert f.line().startswith("tight-retry inst GID_a@@@d1 x12: gaps=[0.1]")
+
+
+def test_a_record_is_small() -> None:
+    """docs/your-appserver.md "Memory": about half a KB per client (518 bytes measured),
+    so the default 20,000 records are some 12 MB."""
+    import tracemalloc
+
+    n = 2000
+    tokens = [claims(f"tok{i:012d}") for i in range(n)]
+    ids = [f"GID_fleet@@@device-{i:06d}" for i in range(n)]
+    audit = DeviceAudit()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(n):
+            audit.connected(T0 + i, NS, ids[i], {"RW": tokens[i]})
+            audit.ended(T0 + i + 0.5, NS, ids[i], "client")
+        per_client = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert per_client < 1024, per_client
