@@ -48,6 +48,16 @@ class HttpStatus(Exception):
         super().__init__(f"HTTP {status}: {snippet}")
 
 
+def _pool(base_url: str, pool: int, timeout: float) -> HTTPClient:
+    """The process's keep-alive pool to the AppServer at ``base_url``."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"the AppServer URL must be http(s)://host:port, got {base_url!r}")
+    return HTTPClient.from_url(
+        base_url, concurrency=max(1, pool), connection_timeout=timeout, network_timeout=timeout
+    )
+
+
 def _basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
@@ -56,16 +66,8 @@ class AppServerApi:
     """``PUT /admin/accounts/{id}``, ``POST /v1/tokens``, ``GET /admin/metrics``."""
 
     def __init__(self, base_url: str, *, pool: int = 64, timeout: float = 10.0):
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"the AppServer URL must be http(s)://host:port, got {base_url!r}")
+        self._client = _pool(base_url, pool, timeout)
         self.base_url = base_url.rstrip("/")
-        self._client = HTTPClient.from_url(
-            base_url,
-            concurrency=max(1, pool),
-            connection_timeout=timeout,
-            network_timeout=timeout,
-        )
 
     def close(self) -> None:
         self._client.close()
@@ -145,18 +147,10 @@ class AdapterApi:
                 f"adapter {adapter.name}: Locust users ask through [request] and [response];"
                 " an 'ask' callable is asyncio code, which cannot run under gevent"
             )
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"the AppServer URL must be http(s)://host:port, got {base_url!r}")
+        self._client = _pool(base_url, pool, timeout)
         self.base_url = base_url.rstrip("/")
         self.adapter = adapter
         self._request, self._response = adapter.request, adapter.response
-        self._client = HTTPClient.from_url(
-            base_url,
-            concurrency=max(1, pool),
-            connection_timeout=timeout,
-            network_timeout=timeout,
-        )
 
     def close(self) -> None:
         self._client.close()

@@ -83,6 +83,8 @@ class _Api:
     """Calls to one part's admin API."""
 
     part = "part"
+    health_path = "/admin/health"
+    metrics_path = "/admin/metrics"
 
     def __init__(self, base_url: str, http: aiohttp.ClientSession, timeout_s: float):
         self.base_url = base_url.rstrip("/")
@@ -119,12 +121,12 @@ class _Api:
         return doc
 
     async def health(self) -> dict[str, Any]:
-        """``GET /admin/health``."""
-        return await self._object("GET", "/admin/health")
+        """``GET /admin/health`` (the broker's ``/health``)."""
+        return await self._object("GET", self.health_path)
 
     async def metrics(self) -> MetricsSnapshot:
-        """``GET /admin/metrics``, parsed."""
-        text = await self._call("GET", "/admin/metrics", text=True)
+        """``GET /admin/metrics`` (the broker's ``/metrics``), parsed."""
+        text = await self._call("GET", self.metrics_path, text=True)
         try:
             return parse_metrics(text)
         except ValueError as exc:
@@ -296,18 +298,8 @@ class BrokerAdmin(_Api):
     device audit as JSON (loopback peers only)."""
 
     part = "broker"
-
-    async def health(self) -> dict[str, Any]:
-        """``GET /health``."""
-        return await self._object("GET", "/health")
-
-    async def metrics(self) -> MetricsSnapshot:
-        """``GET /metrics``, parsed."""
-        text = await self._call("GET", "/metrics", text=True)
-        try:
-            return parse_metrics(text)
-        except ValueError as exc:
-            raise AdminError(f"broker metrics are not Prometheus text: {exc}") from None
+    health_path = "/health"
+    metrics_path = "/metrics"
 
     async def fidelity(self) -> dict[str, Any]:
         """``GET /fidelity``: what clients used that the provider lacks (docs/fidelity.md)."""
