@@ -205,6 +205,13 @@ class SqliteStore:
         ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
 
+    def revoked_at(self, token_id: str) -> int | None:
+        """When ``token_id`` was revoked (ms), ``None`` if it was not."""
+        row = self._db.execute(
+            "SELECT revoked_ms FROM revocations WHERE token_id = ?", (token_id,)
+        ).fetchone()
+        return int(row[0]) if row is not None else None
+
     def append_event(self, event: dict[str, Any]) -> None:
         self._append(event)
 

@@ -112,6 +112,7 @@ class Repository(Protocol):
         self, token_id: str, revoked_ms: int, expire_ms: int, event: dict[str, Any]
     ) -> None: ...
     def load_revocations(self, after_ms: int) -> dict[str, int]: ...
+    def revoked_at(self, token_id: str) -> int | None: ...
     def append_event(self, event: dict[str, Any]) -> None: ...
     def load_events(self, keep: int) -> list[dict[str, Any]]: ...
     def last_seq(self) -> int: ...
@@ -411,6 +412,9 @@ class TTLEngine:
             "expire_ms": claims.expire_ms,
             "issued_ms": claims.issued_ms,
             "revoked": revoked,
+            # When (virtual ms): the device audit tells a token replaced because it was
+            # revoked from one replaced while still valid (docs/your-appserver.md).
+            "revoked_ms": self._repo.revoked_at(token_id) if revoked else None,
             "status": "revoked" if revoked else "expired" if expired else "valid",
         }
 
@@ -537,6 +541,10 @@ class MemoryRepository:
 
     def load_revocations(self, after_ms: int) -> dict[str, int]:
         return {t: exp for t, (_, exp) in self.revocations.items() if exp > after_ms}
+
+    def revoked_at(self, token_id: str) -> int | None:
+        found = self.revocations.get(token_id)
+        return found[0] if found is not None else None
 
     def append_event(self, event: dict[str, Any]) -> None:
         self.events.append(event)

@@ -15,6 +15,7 @@ from typing import Any
 
 from sim.shared.clock import Clock, SystemClock
 
+from .audit import AuditReport
 from .authority import TokenAuthority
 from .config import BrokerConfig
 from .errors import BrokerConfigError
@@ -67,6 +68,12 @@ class BrokerHandle:
         """What the clients used that the provider's broker lacks, per client (SPEC §4a,
         docs/fidelity.md); also ``GET /fidelity`` on the metrics port."""
         return self.policy.fidelity.report()
+
+    def audit(self) -> AuditReport:
+        """The device audit (docs/your-appserver.md): the client rules each client broke,
+        with the evidence, and the fidelity report's uses; also ``GET /audit`` on the
+        metrics port."""
+        return self.policy.audit_report()
 
     async def kick_all(self) -> int:
         """Drop every client at once (the scenarios' mass kick); return how many.

@@ -22,6 +22,7 @@ from sim.shared.clock import (
 from sim.shared.limits import raise_nofile_limit
 from sim.shared.shutdown import stop_requested
 
+from .audit import AuditBounds
 from .config import BrokerConfig, parse_bool
 from .errors import MockBrokerError
 
@@ -87,6 +88,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="real seconds of one long poll of the AuthServer's feed (<= 30; default 10)",
     )
+    parser.add_argument(
+        "--audit-bounds",
+        default="",
+        metavar="NAME=V,...",
+        help="the device audit's bounds, e.g. tight_retry_run=5,early_fraction=0.6"
+        " (docs/your-appserver.md)",
+    )
     add_clock_arguments(
         parser,
         manual_help="'manual': follow the AuthServer's manual clock (polls GET /admin/clock)",
@@ -116,6 +124,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[BrokerConfig, ClockSpec]
         metrics_port=args.metrics_port,
         connect_timeout=args.connect_timeout,
         feed_poll_timeout=args.feed_poll_timeout,
+        audit=AuditBounds.parse(args.audit_bounds),
     )
     if config.auth_enabled and not config.authserver_url:
         raise MockBrokerError("--authserver URL is required unless --auth off")
@@ -158,7 +167,7 @@ async def _serve(config: BrokerConfig, spec: ClockSpec) -> None:
                 extra.append(f"mqtts://{config.host}:{broker.tls_port}")
             if broker.metrics_port is not None:
                 base = f"http://{config.host}:{broker.metrics_port}"
-                extra.append(f"metrics {base}/metrics fidelity {base}/fidelity")
+                extra.append(f"metrics {base}/metrics fidelity {base}/fidelity audit {base}/audit")
             auth = f"following {config.authserver_url}" if config.auth_enabled else "auth off"
             print(
                 f"Broker listening on {broker.url} {' '.join(extra)}"
@@ -166,7 +175,7 @@ async def _serve(config: BrokerConfig, spec: ClockSpec) -> None:
                 flush=True,
             )
             await stop.wait()
-            for line in broker.fidelity().lines():
+            for line in broker.audit().lines():  # the fidelity report's uses included
                 print(line, flush=True)
     finally:
         if follower is not None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
+from .audit import AuditBounds
 from .errors import BrokerConfigError
 
 __all__ = ["PROFILES", "BrokerConfig", "Profile", "Violation", "parse_bool"]
@@ -68,6 +69,9 @@ class BrokerConfig:
     (CONNECTs are then answered "server unavailable" until the keys arrive)."""
     max_offline_messages: int = 1000
     """QoS 1/2 messages kept per disconnected persistent session; older ones are dropped."""
+    audit: AuditBounds = field(default_factory=AuditBounds)
+    """The device audit's bounds (docs/your-appserver.md "The device audit");
+    ``MQTT_TOKEN_SIM_BROKER_AUDIT="tight_retry_run=5,early_fraction=0.6"``."""
 
     def __post_init__(self) -> None:
         for name in ("port", "ws_port", "tls_port", "metrics_port"):
@@ -119,6 +123,8 @@ class BrokerConfig:
 
 def _convert(name: str, kind: str, raw: str) -> object:
     try:
+        if kind.startswith("AuditBounds"):
+            return AuditBounds.parse(raw)
         if kind.startswith("bool"):
             return parse_bool(raw)
         if kind.startswith("int"):

@@ -135,6 +135,8 @@ class Refusal:
     code: InvalidCode | None
     reason: str
     token_type: TokenType | None = None
+    claims: TokenClaims | None = field(default=None, repr=False, compare=False)
+    """The refused token's claims when it decodes (the device audit's evidence)."""
 
 
 @dataclass(frozen=True)
@@ -149,8 +151,13 @@ class UploadRefused:
 MAX_UPLOAD_DEPTH = 4
 
 
-def _refuse(code: InvalidCode, reason: str, token_type: TokenType | None = None) -> Refusal:
-    return Refusal(ConnackCode.NOT_AUTHORIZED, code, reason, token_type)
+def _refuse(
+    code: InvalidCode,
+    reason: str,
+    token_type: TokenType | None = None,
+    claims: TokenClaims | None = None,
+) -> Refusal:
+    return Refusal(ConnackCode.NOT_AUTHORIZED, code, reason, token_type, claims)
 
 
 def _check_token(
@@ -160,21 +167,22 @@ def _check_token(
     instance_id: str,
     authority: AuthorityView,
     now_ms: int,
-) -> TokenClaims | tuple[InvalidCode, str]:
-    """One token of a CONNECT or an upload: genuine, ours, not revoked, alive, right type."""
+) -> TokenClaims | tuple[InvalidCode, str, TokenClaims | None]:
+    """One token of a CONNECT or an upload: genuine, ours, not revoked, alive, right type
+    (refused: the notice code, the reason and, for a genuine token, its claims)."""
     try:
         claims = authority.decode(token)
     except InvalidToken:
-        return InvalidCode.FORGED, "forged"
+        return InvalidCode.FORGED, "forged", None
     if claims.access_key_id != access_key_id or claims.instance_id != instance_id:
-        return InvalidCode.ACCOUNT_INVALID, "wrong_account"
+        return InvalidCode.ACCOUNT_INVALID, "wrong_account", None
     if authority.is_revoked(claims.token_id):
-        return InvalidCode.REVOKED, "revoked"
+        return InvalidCode.REVOKED, "revoked", claims
     if claims.expire_ms <= now_ms:
-        return InvalidCode.EXPIRED, "expired"
+        return InvalidCode.EXPIRED, "expired", claims
     # The type named in the password must be exactly the token's actions (CONTRACTS.md).
     if claims.actions != actions_of(token_type):
-        return InvalidCode.PERMISSION_MISMATCH, "type_mismatch"
+        return InvalidCode.PERMISSION_MISMATCH, "type_mismatch", claims
     return claims
 
 
@@ -223,7 +231,7 @@ def decide_connect(
             token_type, token, user.access_key_id, user.instance_id, authority, now_ms
         )
         if isinstance(checked, tuple):
-            return _refuse(checked[0], checked[1], token_type)
+            return _refuse(checked[0], checked[1], token_type, checked[2])
         tokens[token_type] = checked
     return SessionAccess("Token", user.access_key_id, user.instance_id, client_id, tokens)
 

@@ -1,9 +1,10 @@
 """Prometheus metrics of the broker, in a registry of its own, served over HTTP by flag
-(``/metrics``, ``/health``, and the fidelity report as JSON at ``/fidelity``)."""
+(``/metrics``, ``/health``, and as JSON the fidelity report at ``/fidelity`` and the
+device audit at ``/audit``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -13,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from sim.shared.net import is_loopback_peer
 
+from .audit import AuditReport
 from .fidelity import FidelityLedger
 
 __all__ = ["MAX_SOURCES", "BrokerMetrics", "serve_metrics"]
@@ -77,6 +79,13 @@ class BrokerMetrics:
             registry=r,
         )
         self.ledger: FidelityLedger | None = None
+        self.audit_findings = Counter(
+            "mqtt_broker_audit_findings_total",
+            "Client rules broken, by rule (the device audit, GET /audit)",
+            ["rule"],
+            registry=r,
+        )
+        self.audit: Callable[[], AuditReport] | None = None
 
     def refused_login(self, source: str) -> None:
         """Count one refused CONNECT from ``source`` (an address, ``""`` if unknown)."""
@@ -93,6 +102,13 @@ class BrokerMetrics:
         if self.ledger is None:
             self.registry.register(_ClientUses(self))
         self.ledger = ledger
+
+    def report_audit(self, report: Callable[[], AuditReport]) -> None:
+        """Serve ``report()`` at ``GET /audit``."""
+        self.audit = report
+
+    def count_finding(self, rule: str) -> None:
+        self.audit_findings.labels(str(rule)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -146,10 +162,19 @@ async def serve_metrics(metrics: BrokerMetrics, host: str, port: int) -> tuple[w
             return web.json_response({"error": "no fidelity report"}, status=404)
         return web.json_response(ledger.report().to_json())
 
+    async def audit(request: web.Request) -> web.Response:
+        # Client ids and token ids of every tenant: an operator's view, loopback only.
+        if not is_loopback_peer(request.remote):
+            return web.json_response({"error": "loopback only"}, status=403)
+        if metrics.audit is None:
+            return web.json_response({"error": "no device audit"}, status=404)
+        return web.json_response(metrics.audit().to_json())
+
     app = web.Application()
     app.router.add_get("/metrics", handle)
     app.router.add_get("/health", health)
     app.router.add_get("/fidelity", fidelity)
+    app.router.add_get("/audit", audit)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -17,6 +17,7 @@ sender's instance, through :meth:`HardenedBroker.deliver_to`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -28,13 +29,16 @@ from sim.shared.protocol import (
     SYS_UPLOAD_TOKEN,
     ExpireNotice,
     InvalidCode,
+    InvalidCredentials,
     InvalidNotice,
     TokenType,
     is_sys_topic,
     p2p_target,
+    parse_username,
 )
 from sim.shared.protocol.tokens import TokenClaims
 
+from .audit import ATTRIBUTABLE_REFUSALS, AuditReport, DeviceAudit
 from .authority import Changes, TokenAuthority
 from .bytecache import ByteBudgetCache
 from .config import BrokerConfig
@@ -77,6 +81,29 @@ _ENTRY_OVERHEAD = 512  # the decision's objects beside the password's own bytes
 Decided = tuple[Any, str, int, int, SessionAccess]
 
 
+class _UploadProbe:
+    """After an accepted ``$SYS/uploadToken``: has the event loop run since, i.e. could
+    anything read now have been sent after the client saw the PUBACK?  Armed (a
+    ``call_soon``) before the PUBACK is written; while it has not fired, every packet the
+    connection reads was already in its buffer when the PUBACK went out, so the client
+    sent it without having seen the PUBACK (the device audit, docs/your-appserver.md)."""
+
+    __slots__ = ("before", "fired", "new_id", "old_id", "token_type", "upload_ms")
+
+    def __init__(
+        self, before: SessionAccess, token_type: TokenType, old_id: str, new_id: str, at: int
+    ) -> None:
+        self.before = before
+        self.token_type = token_type
+        self.old_id = old_id
+        self.new_id = new_id
+        self.upload_ms = at
+        self.fired = False
+
+    def fire(self) -> None:
+        self.fired = True
+
+
 def access_of(session: ClientSession | None) -> SessionAccess | None:
     access = session.access if session is not None else None
     return access if isinstance(access, SessionAccess) else None
@@ -108,6 +135,11 @@ class TokenPolicy:
         self.metrics = metrics or BrokerMetrics()
         self.fidelity = FidelityLedger(config.profile)
         self.metrics.report_fidelity(self.fidelity)
+        # The device audit (docs/your-appserver.md): token clients' records, fed below.
+        self.audit = DeviceAudit(config.audit, profile=config.profile)
+        self.audit.on_finding = self.metrics.count_finding
+        self.metrics.report_audit(self.audit_report)
+        self._probes: dict[Connection, _UploadProbe] = {}
         self._accepted = self.metrics.connects.labels("accepted")
         # password (the whole token text) -> (username, client id, authority generation,
         # valid until ms, access).  Keyed by the password alone, so a hit costs no key
@@ -125,6 +157,10 @@ class TokenPolicy:
     def close(self) -> None:
         """Stop every token timer (the broker has shut down)."""
         self._deadlines.close()
+
+    def audit_report(self) -> AuditReport:
+        """The device audit now, with the fidelity report's uses (SPEC §4a)."""
+        return self.audit.report(self.clock.now(), self.fidelity.report())
 
     # -- the rules (the amqtt plugin asks these too) -----------------------------------------
 
@@ -176,14 +212,40 @@ class TokenPolicy:
         if isinstance(result, Refusal):
             self.metrics.connects.labels(result.reason).inc()
             self.metrics.refused_login(connect.source)
+            if result.reason in ATTRIBUTABLE_REFUSALS:
+                self._audit_refused(connect, result)
             return result.connack
         self._accepted.inc()
         # The account's instance is the session's namespace (docs/broker.md).
         return Admission(session_key_for(result, connect.client_id), result, result.namespace)
 
+    def _audit_refused(self, connect: ConnectInfo, refusal: Refusal) -> None:
+        """A CONNECT refused for its token, of a known account: the audit's (only these:
+        a refusal before the account is known leaves no record)."""
+        try:
+            user = parse_username(connect.username)
+        except InvalidCredentials:  # pragma: no cover - decided already
+            return
+        self.audit.refused(
+            self.clock.now(),
+            f"{user.access_key_id}|{user.instance_id}",
+            connect.client_id,
+            refusal.reason,
+            refusal.token_type,
+            refusal.claims,
+        )
+
     async def on_connected(self, conn: Connection, session_present: bool) -> None:
         self._live.add(conn)
         access = access_of(conn.session)
+        if access is not None and access.mode != "Open":
+            self.audit.connected(
+                self.clock.now(),
+                access.namespace,
+                access.client_id,
+                access.tokens,
+                is_revoked=self.authority.is_revoked,
+            )
         if access is not None and conn.session.will is not None:
             self._count(access, rule_will(provider=self.provider))
         if access is None or access.mode != "Token":
@@ -203,6 +265,12 @@ class TokenPolicy:
     async def on_disconnected(self, conn: Connection) -> None:
         self._live.discard(conn)
         self.metrics.disconnects.labels(conn.close_reason or "lost").inc()
+        self._probes.pop(conn, None)
+        access = access_of(conn.session)
+        if access is not None and access.mode != "Open":
+            self.audit.ended(
+                self.clock.now(), access.namespace, access.client_id, conn.close_reason or "lost"
+            )
         timers = self._timers.pop(conn, None)
         if timers:
             cancel = self._deadlines.cancel
@@ -219,6 +287,8 @@ class TokenPolicy:
             return await self._upload(conn, access, data)
         ruling = None
         if not is_sys_topic(topic):
+            if self._probes:
+                self._before_ack(conn, access, "publish", topic)
             ruling = rule_publish(
                 topic, len(data), retain, parents=self._parents(access), provider=self.provider
             )
@@ -247,6 +317,8 @@ class TokenPolicy:
             return Verdict.DENY
         ruling = None
         if not is_sys_topic(topic_filter):
+            if self._probes:
+                self._before_ack(conn, access, "subscribe", topic_filter)
             session = conn.session
             ruling = rule_subscribe(
                 topic_filter,
@@ -381,8 +453,55 @@ class TokenPolicy:
         conn.session.access = access.with_token(token_type, claims)
         self._schedule(conn, token_type, claims)
         self.metrics.uploads.labels("ok").inc()
+        self._audit_upload(conn, access, token_type, claims)
         # The broker sends PUBACK after this returns: after the swap (SPEC §4).
         return Verdict.DENY  # acknowledged, never routed
+
+    def _audit_upload(
+        self, conn: Connection, before: SessionAccess, token_type: TokenType, claims: TokenClaims
+    ) -> None:
+        """Tell the audit, and arm the probe that tells a packet read before the PUBACK
+        could have reached the client from one read after (:class:`_UploadProbe`)."""
+        now = self.clock.now()
+        old = before.tokens.get(token_type)
+        self.audit.uploaded(now, before.namespace, before.client_id, token_type, old, claims)
+        old_id = old.token_id if old is not None else ""
+        probe = _UploadProbe(before, token_type, old_id, claims.token_id, round(now * 1000))
+        try:
+            asyncio.get_running_loop().call_soon(probe.fire)
+        except RuntimeError:  # pragma: no cover - no loop (amqtt's plugin API in a test)
+            return
+        self._probes[conn] = probe
+
+    def _before_ack(self, conn: Connection, access: SessionAccess, action: str, topic: str) -> None:
+        """A PUBLISH or SUBSCRIBE after an upload: did it need the new token, before the
+        client could know it had it?"""
+        probe = self._probes.get(conn)
+        if probe is None:
+            return
+        if probe.fired:
+            del self._probes[conn]
+            return
+        if action == "publish":
+            old_ok = self.publish_refusal(probe.before, topic) is None
+            new_ok = self.publish_refusal(access, topic) is None
+        else:
+            old_ok = self.subscribe_refusal(probe.before, topic) is None
+            new_ok = self.subscribe_refusal(access, topic) is None
+        self.audit.used_before_ack(
+            self.clock.now(),
+            access.namespace,
+            access.client_id,
+            action=action,
+            topic=topic,
+            waited_for_ack=False,
+            old_allows=old_ok,
+            new_allows=new_ok,
+            token_type=str(probe.token_type),
+            old_token_id=probe.old_id,
+            new_token_id=probe.new_id,
+            upload_ms=probe.upload_ms,
+        )
 
     # -- notices, expiry, revocation --------------------------------------------------------
 

@@ -6,6 +6,11 @@ of a worker shares one ``geventhttpclient`` pool of ``--http-pool`` keep-alive
 connections (users wait for a free one; gevent, no thread).  Timings are the callers'
 (``events.request.measure()`` in :mod:`.runtime`).
 
+Any AppServer: with an adapter file (``--adapter FILE``, docs/your-appserver.md)
+:class:`AdapterApi` asks through the adapter's pure ``prepare_request`` /
+``read_answer`` (:mod:`sim.customer.adapter`) over the same pool; the built-in adapter is
+:class:`AppServerApi` (the reference AppServer, which also creates each user's account).
+
 Errors: :class:`HttpStatus` (the AppServer answered, with a status we did not want:
 the system under test spoke); socket errors pass through as :class:`OSError`.
 """
@@ -14,12 +19,24 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from geventhttpclient import HTTPClient
 
-__all__ = ["AppServerApi", "HttpStatus", "get_text", "post"]
+from sim.customer.adapter import (
+    Adapter,
+    AskError,
+    ClientIdentity,
+    Credentials,
+    prepare_request,
+    read_answer,
+)
+from sim.customer.adapter.render import join_url
+from sim.shared.protocol import InvalidCredentials, parse_token_password
+
+__all__ = ["AdapterApi", "AppServerApi", "HttpStatus", "get_text", "post", "token_document"]
 
 
 class HttpStatus(Exception):
@@ -31,6 +48,16 @@ class HttpStatus(Exception):
         super().__init__(f"HTTP {status}: {snippet}")
 
 
+def _pool(base_url: str, pool: int, timeout: float) -> HTTPClient:
+    """The process's keep-alive pool to the AppServer at ``base_url``."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"the AppServer URL must be http(s)://host:port, got {base_url!r}")
+    return HTTPClient.from_url(
+        base_url, concurrency=max(1, pool), connection_timeout=timeout, network_timeout=timeout
+    )
+
+
 def _basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
@@ -39,16 +66,8 @@ class AppServerApi:
     """``PUT /admin/accounts/{id}``, ``POST /v1/tokens``, ``GET /admin/metrics``."""
 
     def __init__(self, base_url: str, *, pool: int = 64, timeout: float = 10.0):
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"the AppServer URL must be http(s)://host:port, got {base_url!r}")
+        self._client = _pool(base_url, pool, timeout)
         self.base_url = base_url.rstrip("/")
-        self._client = HTTPClient.from_url(
-            base_url,
-            concurrency=max(1, pool),
-            connection_timeout=timeout,
-            network_timeout=timeout,
-        )
 
     def close(self) -> None:
         self._client.close()
@@ -97,6 +116,65 @@ class AppServerApi:
         if status != 200:
             raise HttpStatus(status, text)
         return text.decode("utf-8", "replace")
+
+
+def token_document(creds: Credentials) -> dict[str, Any]:
+    """An adapter's answer in the users' shape: the CONNECT ``username`` and
+    ``password``, and the ``token`` and ``type`` of its (first) ``TYPE|token`` pair, which
+    an in-session refresh uploads (SPEC §4)."""
+    try:
+        pairs = parse_token_password(creds.password)
+    except InvalidCredentials as exc:
+        raise HttpStatus(200, f"the password is not TYPE|token: {exc}".encode()) from None
+    token_type, token = next(iter(pairs.items()))
+    return {
+        "username": creds.username,
+        "password": creds.password,
+        "token": token,
+        "type": str(token_type),
+        "expire_ms": creds.expire_ms,
+    }
+
+
+class AdapterApi:
+    """Any AppServer, asked as its adapter says, on one pool shared by the process."""
+
+    def __init__(
+        self, base_url: str, adapter: Adapter, *, pool: int = 64, timeout: float = 10.0
+    ) -> None:
+        if adapter.request is None or adapter.response is None:
+            raise ValueError(
+                f"adapter {adapter.name}: Locust users ask through [request] and [response];"
+                " an 'ask' callable is asyncio code, which cannot run under gevent"
+            )
+        self._client = _pool(base_url, pool, timeout)
+        self.base_url = base_url.rstrip("/")
+        self.adapter = adapter
+        self._request, self._response = adapter.request, adapter.response
+
+    def close(self) -> None:
+        self._client.close()
+
+    def ask(self, client: ClientIdentity) -> dict[str, Any]:
+        """One ask for ``client``: the token document (:func:`token_document`)."""
+        prepared = prepare_request(self._request, client)
+        target = urlsplit(join_url(self.base_url, prepared.path))
+        path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        headers = dict(prepared.headers)
+        content_type = prepared.content_type()
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        body = prepared.body_bytes() or b""
+        with self._client.request(prepared.method, path, body=body, headers=headers) as resp:
+            status, raw = resp.status_code, resp.read()
+            answer_headers = {str(k): str(v) for k, v in resp.items()}
+        try:
+            creds = read_answer(
+                self._response, status, answer_headers, raw, now_ms=round(time.time() * 1000)
+            )
+        except AskError as exc:
+            raise HttpStatus(exc.status or status, str(exc).encode()) from None
+        return token_document(creds)
 
 
 def _one_off(method: str, url: str, timeout: float) -> tuple[int, bytes]:

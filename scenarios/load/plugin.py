@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from locust import events
 
+from sim.customer.adapter import AdapterError
 from sim.shared.limits import raise_nofile_limit
 
 from .runtime import Runtime, runtime_of
@@ -36,6 +37,20 @@ def _add_arguments(parser: Any) -> None:
         default="",
         help="AuthServer base URL, to read upstream applies from its /admin/metrics "
         "(storm figures); empty: not measured",
+    )
+    g.add_argument(
+        "--adapter",
+        default="",
+        metavar="FILE",
+        help="ask any AppServer (--host) as this adapter file says, as its [clients]"
+        " (docs/your-appserver.md); empty or 'builtin': the reference AppServer",
+    )
+    g.add_argument(
+        "--adapter-block",
+        type=int,
+        default=0,
+        help="with --adapter: client numbers per worker (0: the adapter's count shared"
+        " among --processes)",
     )
     g.add_argument("--topic-root", default="locust", help="first topic level of every device")
     g.add_argument("--mqtt-keepalive", type=int, default=60, help="MQTT keep-alive (s)")
@@ -129,7 +144,11 @@ def _on_init(environment: Any, **_kw: Any) -> None:
             sys.exit(2)
     # One descriptor per MQTT session: lift the soft limit to the hard one.
     raise_nofile_limit()
-    rt = Runtime(environment)
+    try:
+        rt = Runtime(environment)
+    except (AdapterError, ValueError) as exc:  # a bad --adapter: one line, before any user
+        sys.stderr.write(f"mqtt-token-sim load: {exc}\n")
+        sys.exit(2)
     _RUNTIMES.append(rt)
     if environment.runner is not None:
         rt.install_messages()

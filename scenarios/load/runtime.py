@@ -3,7 +3,8 @@
 One :class:`Runtime` per process (master, worker or a single local process), made at
 Locust's ``init`` event (:mod:`.plugin`):
 
-* every process that runs users: the shared AppServer pool (:mod:`.appserver`), the
+* every process that runs users: the shared AppServer pool (:mod:`.appserver`; through
+  ``--adapter FILE`` any AppServer, its users the adapter's ``[clients]``), the
   :class:`~.monitor.GeneratorMonitor`, the registry of MQTT users with their counters
   (connected, lost, back), the storm round it is armed for, the fleet's connect gate,
   and a reporter greenlet that sends a :class:`~.figures.WorkerReport` to the master;
@@ -23,6 +24,7 @@ Locust's own (1 with failures, ``--exit-code-on-error``).
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import logging
 import os
@@ -38,7 +40,9 @@ import gevent
 from gevent.event import Event
 from locust.runners import MasterRunner, WorkerRunner
 
-from .appserver import AppServerApi
+from sim.customer.adapter import Adapter, ClientIdentity, load_adapter
+
+from .appserver import AdapterApi, AppServerApi
 from .figures import REPORT_MESSAGE, WorkerReport, totals
 from .health import (
     GENERATOR_OVERLOADED,
@@ -88,6 +92,20 @@ class Device(Protocol):
     def drop(self) -> None: ...
 
 
+def _adapter_of(spec: str) -> Adapter | None:
+    """The adapter file ``spec``; None for the reference AppServer (the built-in adapter:
+    its own account API and ``POST /v1/tokens``)."""
+    if not spec or spec == "builtin":
+        return None
+    adapter = load_adapter(spec)
+    if adapter.request is None or adapter.clients is None:
+        raise ValueError(
+            f"{spec}: Locust users need an adapter with [request], [response] and [clients]"
+            " (an 'ask' callable is asyncio code, which cannot run under gevent)"
+        )
+    return adapter
+
+
 def runtime_of(environment: Any) -> Runtime:
     rt = getattr(environment, _ATTR, None)
     if rt is None:
@@ -104,6 +122,13 @@ class Runtime:
         self.limits = GeneratorLimits()
         self.monitor = GeneratorMonitor(self.limits, on_overload=self._overloaded)
         self._api: AppServerApi | None = None
+        self._adapter_api: AdapterApi | None = None
+        # Read now to fail before any user (the master, a local run); a worker of another
+        # machine learns --adapter with the master's first spawn message (:attr:`adapter`).
+        self._adapter: tuple[str, Adapter | None] | None = None
+        if environment.parsed_options is not None:
+            _ = self.adapter
+        self._numbers = itertools.count()
         self.users: weakref.WeakSet[Any] = weakref.WeakSet()
         self._registered = 0
         self.unexpected_losses = 0
@@ -148,6 +173,49 @@ class Runtime:
                 timeout=float(self.options.mqtt_timeout),
             )
         return self._api
+
+    @property
+    def adapter(self) -> Adapter | None:
+        """``--adapter FILE`` (read once per value), None for the reference AppServer."""
+        spec = str(getattr(self.options, "adapter", "") or "")
+        if self._adapter is None or self._adapter[0] != spec:
+            self._adapter = (spec, _adapter_of(spec))
+        return self._adapter[1]
+
+    @property
+    def adapter_api(self) -> AdapterApi:
+        """The AppServer of ``--adapter FILE``, asked as the file says (one pool)."""
+        assert self.adapter is not None
+        if self._adapter_api is None:
+            self._adapter_api = AdapterApi(
+                self.environment.host or "http://127.0.0.1:18081",
+                self.adapter,
+                pool=int(self.options.http_pool),
+                timeout=float(self.options.mqtt_timeout),
+            )
+        return self._adapter_api
+
+    def next_identity(self) -> ClientIdentity:
+        """The next of the adapter's ``[clients]`` for a user of this process: worker
+        ``i`` takes numbers ``first + i * block`` onwards (``--adapter-block``; by default
+        the adapter's ``count`` shared among ``--processes``), so no two users of a
+        distributed run are one client.  ``ValueError`` past the block or the count."""
+        assert self.adapter is not None and self.adapter.clients is not None
+        clients = self.adapter.clients
+        workers = int(getattr(self.options, "processes", 0) or 0)
+        if workers < 0:
+            workers = os.cpu_count() or 1
+        block = int(self.options.adapter_block) or max(1, clients.count // max(1, workers))
+        index = int(getattr(self.environment.runner, "worker_index", 0) or 0)
+        k = next(self._numbers)
+        n = clients.first + index * block + k
+        if k >= block or n >= clients.first + clients.count:
+            raise ValueError(
+                f"no client left for this user: worker {index} has numbers"
+                f" {clients.first + index * block}.. ({block} per worker, --adapter-block) of"
+                f" the adapter's {clients.first}..{clients.first + clients.count - 1}"
+            )
+        return clients.identity(n)
 
     # ------------------------------------------------------------------ timing
     @contextmanager

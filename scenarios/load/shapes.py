@@ -148,6 +148,9 @@ class _DrivenShape(LoadTestShape):
             return None
 
     def token_requests(self) -> int | None:
+        if getattr(self.env.parsed_options, "adapter", "") not in ("", "builtin"):
+            log.info("AppServer token requests: not measured (--adapter: not our AppServer)")
+            return None
         return self._metric(self.env.host or "", token_requests_of)
 
     def applies(self) -> int | None:

@@ -17,6 +17,10 @@ broker's ``$SYS`` notices handled, SPEC §4).
   the AppServer again only when the broker refuses that token;
 * :class:`AppServerUser` -- only ``token:apply`` (the AppServer's cached path).
 
+Any AppServer: with ``--adapter FILE`` (docs/your-appserver.md) every user is one of the
+adapter's ``[clients]`` (its accounts are the AppServer's own: no ``admin:account``) and
+asks as the file says (``token:apply``); its topic is under its first resource.
+
 Request names, by kind: ``admin:account``, ``token:apply``, ``connect:fresh-token``,
 ``connect:cached-token`` (TCP open -> CONNACK, never 0 ms), ``subscribe``,
 ``publish:qos1``, ``token:upload``, ``connection:lost`` (the broker or the network
@@ -35,7 +39,9 @@ from typing import Any
 import gevent
 from gevent.event import Event
 from locust import User, between, constant, task
+from locust.exception import StopUser
 
+from sim.customer.adapter import ClientIdentity
 from sim.customer.client.policy import Backoff, react_to_invalid
 from sim.shared.protocol import (
     SYS_EXPIRE_NOTICE,
@@ -75,14 +81,40 @@ def _new_client_id(kind: str) -> str:
     return f"GID_locust@@@{kind}-{os.getpid()}-{next(_ids)}-{uuid.uuid4().hex[:6]}"
 
 
-class _Identity:
-    """Client id, topic and resources of one simulated device."""
+def topic_under(resource: str) -> str:
+    """A topic a filter matches: its wildcards filled (``shop/dev-1/#`` -> ``.../data``)."""
+    levels = ["x" if level == "+" else level for level in resource.split("/")]
+    if levels[-1] == "#":
+        levels[-1] = "data"
+    return "/".join(levels)
 
-    def __init__(self, kind: str, root: str):
+
+class _Identity:
+    """Client id, topic and resources of one simulated device; with an adapter, one of
+    its ``[clients]`` (``client``)."""
+
+    def __init__(self, kind: str, root: str, client: ClientIdentity | None = None):
+        self.client = client
+        if client is not None:
+            self.client_id = client.client_id
+            self.resources = list(client.resources)
+            self.topic = topic_under(self.resources[0])
+            return
         self.client_id = _new_client_id(kind)
         device = self.client_id.split("@@@", 1)[1]
         self.topic = f"{root}/{device}/data"
         self.resources = [f"{root}/{device}/+"]
+
+
+def _identity(rt: Runtime, kind: str, root: str) -> _Identity:
+    """A new device of this process: an adapter's next client, or one of our own."""
+    if rt.adapter is None:
+        return _Identity(kind, root)
+    with rt.timed("ADAPTER", "adapter:client") as meta:
+        client = rt.next_identity()
+    if meta["exception"] is not None:
+        raise StopUser()  # no client left for it (recorded as a failure)
+    return _Identity(kind, root, client)
 
 
 class _TokenHolder(User):
@@ -94,7 +126,7 @@ class _TokenHolder(User):
     def on_start(self) -> None:
         self.rt: Runtime = runtime_of(self.environment)
         opts = self.environment.parsed_options
-        self.ident = _Identity(self.kind, str(opts.topic_root))
+        self.ident = _identity(self.rt, self.kind, str(opts.topic_root))
         self.timeout = float(opts.mqtt_timeout)
         self.token: dict[str, Any] | None = None
         self.prepared = False
@@ -118,6 +150,8 @@ class _TokenHolder(User):
 
     # ------------------------------------------------------------------ AppServer
     def create_account(self) -> bool:
+        if self.ident.client is not None:
+            return True  # an adapter's client: its account is the AppServer's own
         with self.rt.timed("HTTP", "admin:account") as meta:
             self.rt.api.put_account(self.ident.client_id, _SECRET, self.ident.resources)
         return meta["exception"] is None
@@ -127,7 +161,7 @@ class _TokenHolder(User):
         self.rt.token_asked()
         doc = None  # (stays None when the block fails: measure() swallows the error)
         with self.rt.timed("HTTP", "token:apply") as meta:
-            doc = self.rt.api.ask_token(self.ident.client_id, _SECRET, self.ident.resources)
+            doc = _ask(self.rt, self.ident)
         return doc if meta["exception"] is None else None
 
     # ------------------------------------------------------------------ MQTT
@@ -381,11 +415,20 @@ class AppServerUser(User):
 
     def on_start(self) -> None:
         self.rt = runtime_of(self.environment)
-        self.ident = _Identity("appserveruser", str(self.environment.parsed_options.topic_root))
-        with self.rt.timed("HTTP", "admin:account"):
-            self.rt.api.put_account(self.ident.client_id, _SECRET, self.ident.resources)
+        root = str(self.environment.parsed_options.topic_root)
+        self.ident = _identity(self.rt, "appserveruser", root)
+        if self.ident.client is None:
+            with self.rt.timed("HTTP", "admin:account"):
+                self.rt.api.put_account(self.ident.client_id, _SECRET, self.ident.resources)
 
     @task
     def apply(self) -> None:
         with self.rt.timed("HTTP", "token:apply"):
-            self.rt.api.ask_token(self.ident.client_id, _SECRET, self.ident.resources)
+            _ask(self.rt, self.ident)
+
+
+def _ask(rt: Runtime, ident: _Identity) -> dict[str, Any]:
+    """One token ask: through the adapter (any AppServer), or ``POST /v1/tokens``."""
+    if ident.client is not None:
+        return rt.adapter_api.ask(ident.client)
+    return rt.api.ask_token(ident.client_id, _SECRET, ident.resources)

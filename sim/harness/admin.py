@@ -36,6 +36,7 @@ __all__ = [
     "AdminUnreachable",
     "AppServerAdmin",
     "AuthServerAdmin",
+    "BrokerAdmin",
     "ClientAccount",
     "ClockInfo",
 ]
@@ -82,6 +83,8 @@ class _Api:
     """Calls to one part's admin API."""
 
     part = "part"
+    health_path = "/admin/health"
+    metrics_path = "/admin/metrics"
 
     def __init__(self, base_url: str, http: aiohttp.ClientSession, timeout_s: float):
         self.base_url = base_url.rstrip("/")
@@ -118,12 +121,12 @@ class _Api:
         return doc
 
     async def health(self) -> dict[str, Any]:
-        """``GET /admin/health``."""
-        return await self._object("GET", "/admin/health")
+        """``GET /admin/health`` (the broker's ``/health``)."""
+        return await self._object("GET", self.health_path)
 
     async def metrics(self) -> MetricsSnapshot:
-        """``GET /admin/metrics``, parsed."""
-        text = await self._call("GET", "/admin/metrics", text=True)
+        """``GET /admin/metrics`` (the broker's ``/metrics``), parsed."""
+        text = await self._call("GET", self.metrics_path, text=True)
         try:
             return parse_metrics(text)
         except ValueError as exc:
@@ -290,14 +293,32 @@ class AppServerAdmin(_Api):
         return f"/admin/accounts/{quote(client_id, safe='@')}"
 
 
+class BrokerAdmin(_Api):
+    """The broker's metrics port (``--metrics-port``): health, the fidelity report and the
+    device audit as JSON (loopback peers only)."""
+
+    part = "broker"
+    health_path = "/health"
+    metrics_path = "/metrics"
+
+    async def fidelity(self) -> dict[str, Any]:
+        """``GET /fidelity``: what clients used that the provider lacks (docs/fidelity.md)."""
+        return await self._object("GET", "/fidelity")
+
+    async def audit(self) -> dict[str, Any]:
+        """``GET /audit``: the device audit (docs/your-appserver.md)."""
+        return await self._object("GET", "/audit")
+
+
 class AdminClient:
-    """Both parts' admin APIs over one HTTP session (its own unless ``http`` is given)."""
+    """The parts' admin APIs over one HTTP session (its own unless ``http`` is given)."""
 
     def __init__(
         self,
         authserver_url: str | None = None,
         appserver_url: str | None = None,
         *,
+        broker_metrics_url: str | None = None,
         http: aiohttp.ClientSession | None = None,
         timeout_s: float = 30.0,
     ):
@@ -308,6 +329,9 @@ class AdminClient:
         )
         self._appserver = (
             AppServerAdmin(appserver_url, self.http, timeout_s) if appserver_url else None
+        )
+        self._broker = (
+            BrokerAdmin(broker_metrics_url, self.http, timeout_s) if broker_metrics_url else None
         )
 
     @property
@@ -321,6 +345,12 @@ class AdminClient:
         if self._appserver is None:
             raise AdminError("this admin client has no AppServer URL")
         return self._appserver
+
+    @property
+    def broker(self) -> BrokerAdmin:
+        if self._broker is None:
+            raise AdminError("this admin client has no broker metrics URL")
+        return self._broker
 
     async def close(self) -> None:
         if self._own_http:

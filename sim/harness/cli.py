@@ -17,7 +17,7 @@ import scenarios.cli
 from sim.customer import fleet_cli
 from sim.customer.appserver import cli as appserver_cli
 
-from . import up
+from . import audit, up
 from .check import cli as check_cli
 
 __all__ = ["main"]
@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
     "fleet": (fleet_cli, "run a fleet of token-aware clients"),
     "run": (scenarios.cli, "run a scenario and report its figures"),
     "check": (check_cli, "check your own AppServer against the seed's rules"),
+    "audit": (audit, "which devices broke the seed's client rules (a broker's device audit)"),
 }
 
 

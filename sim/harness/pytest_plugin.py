@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:  # pragma: no cover
+    from mock_broker.audit import AuditReport
     from sim.customer.client import TokenClient
     from sim.customer.fleet import Fleet
     from sim.harness.admin import AdminClient
@@ -140,6 +141,17 @@ class SimStack:
     async def restart(self, part: Part) -> None:
         """Restart ``"broker"``, ``"appserver"`` or ``"authserver"`` on its port."""
         await self.handle.restart(part)
+
+    async def audit(self) -> AuditReport:
+        """The device audit (docs/your-appserver.md): which clients broke the seed's
+        client rules, with the evidence and the AuthServer's facts on the tokens named;
+        ``(await stack.audit()).assert_clean()`` in a test."""
+        from sim.harness.audit import with_authserver
+
+        broker = self.handle.broker
+        if broker is None:
+            raise RuntimeError("this stack runs no broker of its own: nothing to audit")
+        return await with_authserver(broker.audit(), self.admin.authserver)
 
     async def metric(self, part: str, name: str, **labels: str) -> float:
         """Sum of the Prometheus samples ``name`` (or ``name_total``) of ``part``

@@ -147,11 +147,13 @@ def _banner(stack: StackHandle) -> str:
 
 
 async def _serve(config: StackConfig) -> int:
+    from sim.harness.audit import exit_summary
     from sim.harness.stack import run_stack
 
     async with stop_requested() as stop, run_stack(config) as stack:
         print(_banner(stack), flush=True)
         await stop.wait()
         print("stopping ...", flush=True)
+        print(exit_summary(stack), flush=True)
     print("stopped; data flushed to", stack.data_dir.resolve(), flush=True)
     return 0

@@ -190,10 +190,15 @@ def test_sweep_forgets_expired_revocations():
 
 
 def test_inspect():
-    engine, _clock, _ = make()
+    engine, clock, _ = make()
     issued = engine.apply(req(NOW_MS + 120_000, actions=("R", "W")))
     info = engine.inspect(issued.claims.token_id)
     assert info["status"] == "valid" and info["actions"] == ["R", "W"]
+    assert info["revoked_ms"] is None
+    clock.advance(7)
     engine.revoke("dev-ak", issued.token)
-    assert engine.inspect(issued.claims.token_id)["status"] == "revoked"
+    info = engine.inspect(issued.claims.token_id)
+    assert info["status"] == "revoked"
+    # when: the device audit tells a token replaced because it was revoked
+    assert info["revoked_ms"] == NOW_MS + 7000
     assert engine.inspect("nope") is None

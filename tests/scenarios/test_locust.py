@@ -20,7 +20,7 @@ import resource
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,50 @@ async def test_locust_distributed_smoke(tmp_path):
     # One MQTT socket per user, however often each reconnected (counted by the kernel's
     # socket table, not by the users): a reconnect that leaked its old socket shows here.
     assert 0 < gen["mqtt_sockets"] <= gen["users"], gen  # users: the MQTT users
+
+
+async def test_locust_users_ask_a_foreign_appserver_through_its_adapter(tmp_path):
+    """The busy users, distributed, against an AppServer that is not ours (its own
+    process and API, pointed at this stack's AuthServer), asked as its adapter file says;
+    the users are the adapter's [clients].  No failure, and the broker's device audit
+    finds nothing wrong with them."""
+    from tests.check.conftest import ADAPTER, foreign_appserver
+
+    config = scenario_stack().with_broker(metrics_port=0)
+    async with embedded_environment(config) as env:
+        assert env.stack is not None and env.stack.broker is not None
+        await env.admin.authserver.add_parent_topic("mqtt-dev", "shop")
+        async with foreign_appserver(env.stack, tmp_path / "f.sqlite", manual=False) as foreign:
+            env.endpoints = replace(env.endpoints, appserver_url=foreign.url)
+            run = await _locust(
+                tmp_path, LOCUSTFILE, env,
+                "MqttTokenUser", "AppServerUser", "--adapter", str(ADAPTER),
+                "-u", "6", "-r", "6", "--run-time", "6s", "--stop-timeout", "5",
+                "--mqtt-task-wait", "0.05,0.2",
+            )  # fmt: skip
+        audit = env.stack.broker.audit()
+    assert run.returncode == 0, run.log[-3000:]
+    assert "2 workers connected" in run.log
+    _no_failures(run)
+    for name in ("token:apply", "connect:fresh-token", "publish:qos1", "token:upload"):
+        assert run.count(name) > 0, (name, run.stats.keys())
+    assert run.count("admin:account") == 0  # the adapter's clients exist on their server
+    # the MQTT users were the adapter's clients (their tokens for shop/dev-<n>/# carried
+    # their publishes), two workers never one client; and they broke no client rule
+    assert audit.clients >= 3  # the MqttTokenUsers (half of -u 6)
+    audit.assert_clean()
+
+
+async def test_a_bad_adapter_is_a_clear_error_before_any_user(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[request]\nurl = "/x"\nauth = "basik"\n')
+    async with embedded_environment(scenario_stack()) as env:
+        run = await _locust(
+            tmp_path, LOCUSTFILE, env, "MqttTokenUser", "--adapter", str(bad),
+            "-u", "1", "--run-time", "2s", processes=0,
+        )  # fmt: skip
+    assert run.returncode == 2, run.log[-2000:]
+    assert "mqtt-token-sim load: " in run.log and "bad.toml:3" in run.log
 
 
 async def _serve_kick(env: Environment) -> tuple[web.AppRunner, str]:
