@@ -18,9 +18,9 @@ get (docs/stack.md "pytest plugin"):
 
 This module has a name no project plausibly has, and imports nothing of the harness
 until a fixture is used: a session whose tests use none of them is never broken by it
--- not by a project's own ``sim`` package that hides ours (``python -m pytest`` puts
-the current directory first on ``sys.path``), not by a missing pytest-asyncio.  A test
-that uses a fixture then fails with one message saying what to do.
+-- not by a project's own ``sim`` package that hides ours (``python -m pytest``, and
+test files beside it, put it first on ``sys.path``), not by a missing pytest-asyncio.
+A test that uses a fixture then fails with one message saying what to do.
 """
 
 from __future__ import annotations
@@ -108,9 +108,10 @@ def _implementation() -> ModuleType:
     pytest.fail(
         f"mqtt-token-sim's pytest fixtures cannot be loaded: this project's own {hidden}"
         f" hides mqtt-token-sim's package of that name ({', '.join(OUR_PACKAGES)} are"
-        " its). `python -m pytest` puts the current directory first on sys.path: run"
-        " `pytest` instead, or rename the project's package. Tests that use no mqtt_*"
-        " fixture are not affected.",
+        " its), and one process cannot import both. Rename the project's package, or"
+        " keep the tests that use these fixtures where it is not on sys.path (`python -m"
+        " pytest`, and test files beside the package, put its directory there). Tests"
+        " that use no mqtt_* fixture are not affected.",
         pytrace=False,
     )
 

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from .errors import StackError
-from .stack import StackConfig, StackHandle, run_stack
+from .stack import HandleView, StackConfig, StackHandle, run_stack
 
 __all__ = ["BackgroundStack"]
 
@@ -29,7 +29,7 @@ T = TypeVar("T")
 START_TIMEOUT_S = 60.0
 
 
-class BackgroundStack:
+class BackgroundStack(HandleView):
     """:func:`~sim.harness.stack.run_stack` on a loop in a daemon thread (module docstring)."""
 
     def __init__(self, config: StackConfig):
@@ -47,18 +47,6 @@ class BackgroundStack:
         if self._handle is None:
             raise StackError("the background stack is not running")
         return self._handle
-
-    @property
-    def authserver_url(self) -> str:
-        return self.handle.authserver_url
-
-    @property
-    def broker_url(self) -> str:
-        return self.handle.broker_url
-
-    @property
-    def appserver_url(self) -> str:
-        return self.handle.appserver_url
 
     def start(self) -> BackgroundStack:
         self._thread.start()

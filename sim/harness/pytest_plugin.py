@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ClientNotConnected, StackError
+from .stack import HandleView
 
 if TYPE_CHECKING:  # pragma: no cover
     from mock_broker.audit import AuditReport
@@ -48,7 +49,7 @@ T = TypeVar("T")
 CONNECT_GUARD_S = 15.0
 
 
-class SimStack:
+class SimStack(HandleView):
     """The in-process stack of a test, with the levers tests need.
 
     ``handle`` is the :class:`~sim.harness.stack.StackHandle` (URLs, the parts' handles,
@@ -56,28 +57,16 @@ class SimStack:
     """
 
     def __init__(self, handle: StackHandle):
-        self.handle = handle
+        self._handle = handle
         self.clock = handle.manual_clock
+
+    @property
+    def handle(self) -> StackHandle:
+        return self._handle
 
     @property
     def admin(self) -> AdminClient:
         return self.handle.admin
-
-    @property
-    def authserver_url(self) -> str:
-        return self.handle.authserver_url
-
-    @property
-    def broker_url(self) -> str:
-        return self.handle.broker_url
-
-    @property
-    def appserver_url(self) -> str:
-        return self.handle.appserver_url
-
-    @property
-    def data_dir(self) -> Path:
-        return self.handle.data_dir
 
     # -- time -----------------------------------------------------------------------
     async def advance(self, seconds: float) -> int:
@@ -330,7 +319,7 @@ async def fleet_factory(
                 await fleet.close()
 
 
-class SessionStack:
+class SessionStack(HandleView):
     """One stack shared by a test session: its own loop in a background thread, the real
     clock (:class:`~sim.harness.background.BackgroundStack`).  Every helper is
     synchronous, so sync and async tests alike use it; URLs for the tests' own clients.
@@ -342,25 +331,6 @@ class SessionStack:
     @property
     def handle(self) -> StackHandle:
         return self.background.handle  # type: ignore[no-any-return]
-
-    @property
-    def authserver_url(self) -> str:
-        return self.handle.authserver_url
-
-    @property
-    def broker_url(self) -> str:
-        return self.handle.broker_url
-
-    @property
-    def appserver_url(self) -> str:
-        return self.handle.appserver_url
-
-    @property
-    def data_dir(self) -> Path:
-        return self.handle.data_dir
-
-    def endpoints(self) -> dict[str, str]:
-        return self.handle.endpoints()
 
     def call(self, fn: Callable[[StackHandle], Awaitable[T]], timeout: float = 30.0) -> T:
         """Run ``fn(handle)`` on the stack's loop (any lever of docs/stack.md)."""

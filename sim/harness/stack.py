@@ -61,7 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover - the runners import aiohttp apps and amqt
     from mock_broker.broker import BrokerHandle
     from sim.customer.appserver.runner import AppServerHandle
 
-__all__ = ["PARTS", "Part", "StackConfig", "StackHandle", "run_stack"]
+__all__ = ["PARTS", "HandleView", "Part", "StackConfig", "StackHandle", "run_stack"]
 
 log = logging.getLogger(__name__)
 
@@ -493,6 +493,34 @@ class StackHandle:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+class HandleView:
+    """Where a running stack's parts are, for the objects that wrap a :class:`StackHandle`
+    (the pytest plugin's stacks, :class:`~sim.harness.background.BackgroundStack`)."""
+
+    @property
+    def handle(self) -> StackHandle:  # pragma: no cover - each wrapper has its own
+        raise NotImplementedError
+
+    @property
+    def authserver_url(self) -> str:
+        return self.handle.authserver_url
+
+    @property
+    def broker_url(self) -> str:
+        return self.handle.broker_url
+
+    @property
+    def appserver_url(self) -> str:
+        return self.handle.appserver_url
+
+    @property
+    def data_dir(self) -> Path:
+        return self.handle.data_dir
+
+    def endpoints(self) -> dict[str, str]:
+        return self.handle.endpoints()
 
 
 @contextlib.asynccontextmanager

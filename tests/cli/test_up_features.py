@@ -168,3 +168,28 @@ def test_up_manual_clock_starts_at_the_real_now(tmp_path: Path) -> None:
     finally:
         if up.proc.poll() is None:
             up.proc.kill()
+
+
+async def test_health_names_the_part_that_is_down(tmp_path: Path) -> None:
+    import aiohttp
+
+    from sim.harness.stack import StackConfig, run_stack
+    from sim.harness.status import serve_status
+
+    config = StackConfig(data_dir=None).with_free_ports().with_appserver(password_hash_cost=4)
+    async with (
+        run_stack(config) as stack,
+        serve_status(stack, "127.0.0.1", 0) as url,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.get(f"{url}/health") as resp:
+            assert resp.status == 200 and (await resp.json())["status"] == "ok"
+        await stack.stop("appserver")
+        async with http.get(f"{url}/health") as resp:
+            doc = await resp.json()
+        assert resp.status == 503 and doc["status"] == "degraded"
+        assert doc["parts"]["appserver"]["status"] == "down"
+        assert doc["parts"]["broker"]["status"] == "ok"
+        await stack.stop("broker")
+        async with http.get(f"{url}/metrics") as resp:
+            assert resp.status == 404  # no broker in this process any more

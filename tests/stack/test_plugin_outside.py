@@ -45,7 +45,10 @@ def _pytest(
 def _documented_example() -> str:
     text = DOCS.read_text()
     section = text[text.index("A test in a fresh project") :]
-    return section.split("```python\n", 1)[1].split("```", 1)[0]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    readme = (DOCS.parents[1] / "README.md").read_text()
+    assert f"```python\n{example}```" in readme  # the README shows the same test
+    return example
 
 
 def test_the_documented_example_passes_as_written_in_strict_mode(tmp_path: Path) -> None:
