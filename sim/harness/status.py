@@ -6,7 +6,8 @@
   the AuthServer's keys, without which it refuses every CONNECT with code 3);
 * ``GET /metrics`` -- the broker's Prometheus text (the AuthServer and the AppServer
   serve theirs at ``/admin/metrics``);
-* ``GET /fidelity`` -- the broker's fidelity report as JSON (docs/fidelity.md).
+* ``GET /fidelity`` -- the broker's fidelity report as JSON (docs/fidelity.md);
+* ``GET /audit`` -- the broker's device audit as JSON (docs/your-appserver.md).
 
 Loopback peers only, like the parts' admin APIs.
 """
@@ -92,7 +93,14 @@ def _app(stack: StackHandle) -> web.Application:
     app = web.Application(middlewares=[loopback_only])
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+
+    async def audit(_: web.Request) -> web.Response:
+        if stack.broker is None:
+            return web.json_response({"error": "no broker in this process"}, status=404)
+        return web.json_response(stack.broker.audit().to_json())
+
     app.router.add_get("/fidelity", fidelity)
+    app.router.add_get("/audit", audit)
     return app
 
 

@@ -189,7 +189,8 @@ def _banner(stack: StackHandle, status_url: str) -> str:
         f"  AuthServer  {stack.authserver_url}   (admin API under /admin/)",
         f"  Broker      {stack.broker_url}   ({cfg.broker.profile} profile)",
         f"  AppServer   {stack.appserver_url}   (POST /v1/tokens, OpenAPI at /openapi.json)",
-        f"  status      {status_url}/health   (all parts; the broker's /metrics, /fidelity)",
+        f"  status      {status_url}/health   (all parts; the broker's /metrics, /fidelity,"
+        " /audit)",
         f"  data dir    {stack.data_dir.resolve()}",
         f"  clock       {clock.mode}"
         + (f" x{clock.scale:g}" if clock.mode == "scaled" else "")

@@ -184,6 +184,8 @@ async def test_health_names_the_part_that_is_down(tmp_path: Path) -> None:
     ):
         async with http.get(f"{url}/health") as resp:
             assert resp.status == 200 and (await resp.json())["status"] == "ok"
+        async with http.get(f"{url}/audit") as resp:
+            assert resp.status == 200 and (await resp.json())["clean"] is True
         await stack.stop("appserver")
         async with http.get(f"{url}/health") as resp:
             doc = await resp.json()
