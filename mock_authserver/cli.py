@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 from pathlib import Path
 
 from sim.shared.clock import add_clock_arguments, clock_spec_from_args
+from sim.shared.exits import CannotRun, cannot_listen
 from sim.shared.httplimits import add_http_limit_arguments, http_limits_from_args
 from sim.shared.shutdown import stop_requested
 
@@ -139,14 +139,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
     except (ValueError, OSError) as exc:
-        print(f"mqtt-token-sim authserver: {exc}", file=sys.stderr)
-        return 2
+        raise CannotRun(str(exc)) from None
     try:
         asyncio.run(_serve(config))
     except OSError as exc:  # e.g. the port is taken
-        print(f"mqtt-token-sim authserver: {exc}", file=sys.stderr)
-        return 1
+        failure = cannot_listen(
+            exc, "AuthServer", f"{config.host}:{config.port}", "--port (0: a free port)"
+        )
+        raise failure or CannotRun(str(exc)) from None
     except ValueError as exc:  # e.g. parent topics for an instance no account owns
-        print(f"mqtt-token-sim authserver: {exc}", file=sys.stderr)
-        return 2
+        raise CannotRun(str(exc)) from None
     return 0

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import sys
 from pathlib import Path
 
-import aiohttp
 from amqtt.errors import BrokerError
 
-from sim.shared.clock import (
-    ClockSpec,
-    ManualClock,
-    add_clock_arguments,
-    clock_from_spec,
-    clock_spec_from_args,
-)
+from sim.shared.clock import ClockSpec, add_clock_arguments, clock_spec_from_args
+from sim.shared.clockfollow import part_clock
+from sim.shared.exits import CannotRun, cannot_listen
 from sim.shared.limits import raise_nofile_limit
+from sim.shared.protocol.credentials import CLIENT_ID_RULE
 from sim.shared.shutdown import stop_requested
 
 from .audit import AuditBounds
@@ -133,70 +127,53 @@ def config_from_args(args: argparse.Namespace) -> tuple[BrokerConfig, ClockSpec]
     return config, spec
 
 
-async def _follow_manual_clock(clock: ManualClock, base_url: str) -> None:
-    """Keep a manual clock level with the AuthServer's (``GET /admin/clock``)."""
-    async with aiohttp.ClientSession() as http:
-        while True:
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError, KeyError):
-                async with http.get(
-                    base_url.rstrip("/") + "/admin/clock", timeout=aiohttp.ClientTimeout(total=5)
-                ) as resp:
-                    now_ms = (await resp.json())["now_ms"]
-                if isinstance(now_ms, int) and now_ms / 1000 > clock.now():
-                    clock.set(now_ms / 1000)
-            await asyncio.sleep(0.1)
-
-
 async def _serve(config: BrokerConfig, spec: ClockSpec) -> None:
     from .broker import run_broker
 
-    if not log.isEnabledFor(logging.DEBUG):
-        # amqtt logs two INFO lines per connection; a storm would drown the log.
-        logging.getLogger("amqtt").setLevel(logging.WARNING)
-
-    clock = clock_from_spec(spec)
-    follower = None
-    if isinstance(clock, ManualClock) and config.authserver_url:
-        follower = asyncio.create_task(_follow_manual_clock(clock, config.authserver_url))
-    try:
-        async with stop_requested() as stop, run_broker(config, clock) as broker:
-            extra = []
-            if broker.ws_port is not None:
-                extra.append(f"ws://{config.host}:{broker.ws_port}")
-            if broker.tls_port is not None:
-                extra.append(f"mqtts://{config.host}:{broker.tls_port}")
-            if broker.metrics_port is not None:
-                base = f"http://{config.host}:{broker.metrics_port}"
-                extra.append(f"metrics {base}/metrics fidelity {base}/fidelity audit {base}/audit")
-            auth = f"following {config.authserver_url}" if config.auth_enabled else "auth off"
-            print(
-                f"Broker listening on {broker.url} {' '.join(extra)}"
-                f" ({auth}, {config.profile} profile)",
-                flush=True,
-            )
-            await stop.wait()
-            for line in broker.audit().lines():  # the fidelity report's uses included
-                print(line, flush=True)
-    finally:
-        if follower is not None:
-            follower.cancel()
-            await asyncio.gather(follower, return_exceptions=True)
+    async with (
+        part_clock(spec, config.authserver_url) as clock,
+        stop_requested() as stop,
+        run_broker(config, clock) as broker,
+    ):
+        extra = []
+        if broker.ws_port is not None:
+            extra.append(f"ws://{config.host}:{broker.ws_port}")
+        if broker.tls_port is not None:
+            extra.append(f"mqtts://{config.host}:{broker.tls_port}")
+        if broker.metrics_port is not None:
+            base = f"http://{config.host}:{broker.metrics_port}"
+            extra.append(f"metrics {base}/metrics fidelity {base}/fidelity audit {base}/audit")
+        auth = f"following {config.authserver_url}" if config.auth_enabled else "auth off"
+        print(
+            f"Broker listening on {broker.url} {' '.join(extra)}"
+            f" ({auth}, {config.profile} profile)",
+            flush=True,
+        )
+        if config.auth_enabled:
+            print(f"MQTT {CLIENT_ID_RULE}; others get CONNACK 2.", flush=True)
+        await stop.wait()
+        for line in broker.audit().lines():  # the fidelity report's uses included
+            print(line, flush=True)
     log.info("broker stopped")
+
+
+def _where(config: BrokerConfig) -> str:
+    ports = [f"{config.host}:{config.port}"]
+    ports += [f"{kind} {p}" for kind, p in (("ws", config.ws_port), ("tls", config.tls_port)) if p]
+    return ", ".join(ports)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         config, spec = config_from_args(args)
     except (MockBrokerError, ValueError) as exc:
-        print(f"mqtt-token-sim broker: {exc}", file=sys.stderr)
-        return 2
+        raise CannotRun(str(exc)) from None
     raise_nofile_limit()  # one descriptor per MQTT connection
     try:
         asyncio.run(_serve(config, spec))
-    except OSError as exc:  # e.g. the port is taken
-        print(f"mqtt-token-sim broker: {exc}", file=sys.stderr)
-        return 1
-    except (MockBrokerError, BrokerError) as exc:
-        print(f"mqtt-token-sim broker: {exc}", file=sys.stderr)
-        return 1
+    except (OSError, MockBrokerError, BrokerError) as exc:  # e.g. the port is taken
+        failure = cannot_listen(
+            exc, "broker", _where(config), "--port, --ws-port or --tls-port (0: a free port)"
+        )
+        raise failure or CannotRun(str(exc)) from None
     return 0

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -71,7 +69,8 @@ class BrokerConfig:
     """QoS 1/2 messages kept per disconnected persistent session; older ones are dropped."""
     audit: AuditBounds = field(default_factory=AuditBounds)
     """The device audit's bounds (docs/your-appserver.md "The device audit");
-    ``MQTT_TOKEN_SIM_BROKER_AUDIT="tight_retry_run=5,early_fraction=0.6"``."""
+    ``MQTT_TOKEN_SIM_BROKER_AUDIT_BOUNDS="tight_retry_run=5,early_fraction=0.6"`` (the
+    flag ``--audit-bounds`` from the environment, docs/stack.md "Environment")."""
 
     def __post_init__(self) -> None:
         for name in ("port", "ws_port", "tls_port", "metrics_port"):
@@ -100,39 +99,3 @@ class BrokerConfig:
             url = self.authserver_url
             if not url.startswith(("http://", "https://")):
                 raise BrokerConfigError(f"authserver_url must be http(s)://..., got {url!r}")
-
-    @classmethod
-    def from_env(
-        cls, base: BrokerConfig | None = None, env: Mapping[str, str] | None = None
-    ) -> BrokerConfig:
-        """Overlay ``MQTT_TOKEN_SIM_BROKER_<FIELD>`` environment variables on ``base``."""
-        env = os.environ if env is None else env
-        prefix = "MQTT_TOKEN_SIM_BROKER_"
-        base = base or cls()
-        changes: dict[str, object] = {}
-        kinds = {f.name: f.type for f in fields(cls)}
-        for key, raw in env.items():
-            if not key.startswith(prefix):
-                continue
-            name = key[len(prefix) :].lower()
-            if name not in kinds:
-                raise BrokerConfigError(f"unknown broker setting in environment: {key}")
-            changes[name] = _convert(name, str(kinds[name]), raw)
-        return replace(base, **changes)  # type: ignore[arg-type]
-
-
-def _convert(name: str, kind: str, raw: str) -> object:
-    try:
-        if kind.startswith("AuditBounds"):
-            return AuditBounds.parse(raw)
-        if kind.startswith("bool"):
-            return parse_bool(raw)
-        if kind.startswith("int"):
-            return None if raw == "" else int(raw)
-        if kind.startswith("float"):
-            return float(raw)
-        if kind.startswith("Path"):
-            return None if raw == "" else Path(raw)
-        return raw or None if "None" in kind else raw
-    except ValueError as exc:
-        raise BrokerConfigError(f"{name}: {exc}") from None

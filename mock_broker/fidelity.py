@@ -119,7 +119,7 @@ class FidelityReport:
     def lines(self, max_clients: int = 20) -> list[str]:
         """A short text for a terminal: what would break in production, and who did it."""
         if not self:
-            return [f"fidelity ({self.profile} profile): no use of a feature the provider lacks"]
+            return [f"fidelity ({self.profile} profile): nothing the provider lacks was used"]
         out = [f"fidelity ({self.profile} profile): uses of features the provider lacks"]
         for feature, count in sorted(self.totals.items()):
             out.append(f"  {feature} x{count}: {WHY[feature]}")

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any
 
 from sim.shared.clock import Clock
 from sim.shared.protocol import (
+    CLIENT_ID_RULE,
     SYS_EXPIRE_NOTICE,
     SYS_INVALID_NOTICE,
     SYS_UPLOAD_TOKEN,
@@ -32,6 +34,7 @@ from sim.shared.protocol import (
     InvalidCredentials,
     InvalidNotice,
     TokenType,
+    client_id_fault,
     is_sys_topic,
     p2p_target,
     parse_username,
@@ -77,6 +80,10 @@ _NOTICE_TOPICS = (SYS_EXPIRE_NOTICE, SYS_INVALID_NOTICE)
 #: Bytes of accepted CONNECT credentials remembered (docs/broker.md "Bounded memory").
 DECIDED_BUDGET = 16 * 1024 * 1024
 _ENTRY_OVERHEAD = 512  # the decision's objects beside the password's own bytes
+#: A refused client id is worth one WARNING line saying the rule (a client written for
+#: plain MQTT -- mosquitto_sub without -i -- gets CONNACK 2 and no other hint), at most
+#: once per kind of fault in this many real seconds; the metrics count every refusal.
+CLIENT_ID_WARNING_EVERY_S = 60.0
 
 Decided = tuple[Any, str, int, int, SessionAccess]
 
@@ -150,6 +157,8 @@ class TokenPolicy:
         self._deadlines = DeadlineQueue(clock)
         self._timers: dict[Connection, dict[TokenType, Deadline]] = {}
         self._live: set[Connection] = set()
+        # kind of client id fault -> when it was last logged (a handful of fixed kinds)
+        self._id_warned: dict[str, float] = {}
         # Read at scrape time: exact whatever the order of connects and disconnects.
         self.metrics.connections.set_function(lambda: len(self._live))
         authority.on_change(self._on_authority_change)
@@ -214,6 +223,8 @@ class TokenPolicy:
             self.metrics.refused_login(connect.source)
             if result.reason in ATTRIBUTABLE_REFUSALS:
                 self._audit_refused(connect, result)
+            if result.reason == "client_id":
+                self._warn_client_id(connect.client_id)
             return result.connack
         self._accepted.inc()
         # The account's instance is the session's namespace (docs/broker.md).
@@ -233,6 +244,22 @@ class TokenPolicy:
             refusal.reason,
             refusal.token_type,
             refusal.claims,
+        )
+
+    def _warn_client_id(self, client_id: str) -> None:
+        kind = client_id_fault(client_id) or "not a valid client id"
+        now = time.monotonic()
+        last = self._id_warned.get(kind)
+        if last is not None and now - last < CLIENT_ID_WARNING_EVERY_S:
+            return
+        self._id_warned[kind] = now
+        log.warning(
+            "refused client id %r (CONNACK 2, identifier rejected: %s); %s. Counted in"
+            ' mqtt_broker_connects_total{outcome="client_id"}; said at most once a minute'
+            " per kind of fault",
+            client_id[:80],
+            kind,
+            CLIENT_ID_RULE,
         )
 
     async def on_connected(self, conn: Connection, session_present: bool) -> None:

@@ -32,8 +32,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sim.harness.errors import HarnessError
 from sim.harness.stack import StackConfig
 from sim.shared.clock import Clock, ManualClock, ScaledClock, SystemClock
+from sim.shared.exits import CannotRun
 from sim.shared.limits import raise_nofile_limit
 
 from .env import (
@@ -43,6 +45,7 @@ from .env import (
     external_environment,
     token_requests_of,
 )
+from .errors import ScenarioError
 from .progress import NullProgress, ProgressSink
 from .report import ScenarioReport
 from .timeline import TimelineSampler
@@ -179,7 +182,9 @@ async def run_scenario(
     progress: ProgressSink | None = None,
     clock: Clock | None = None,
 ) -> ScenarioReport:
-    """Run one scenario and return its report (never raises for a scenario failure)."""
+    """Run one scenario and return its report (never raises for a scenario failure).
+    Cancelled, it stops the scenario, tears its environment down and returns the report
+    marked ``interrupted`` (the command line's Ctrl-C)."""
     params = params or ScenarioParams()
     progress = progress or NullProgress()
     module = load_scenario(name)
@@ -236,16 +241,31 @@ async def run_scenario(
             sampler = TimelineSampler(probe, interval_s=params.sample_interval_s)
             ctx = RunContext(env, params, clients, report, sampler, progress)
             ctx_box.append(ctx)
-            with tempfile.TemporaryDirectory(prefix=f"scenario-{module.NAME}-") as tmp:
-                ctx.workdir = Path(tmp)
-                async with sampler:
-                    await module.run(ctx)
-            report.timeline = sorted(sampler.points, key=lambda p: p.t)
-            report.marks = sampler.marks
+            try:
+                with tempfile.TemporaryDirectory(prefix=f"scenario-{module.NAME}-") as tmp:
+                    ctx.workdir = Path(tmp)
+                    async with sampler:
+                        await module.run(ctx)
+            finally:  # an interrupted or failed run keeps what it sampled
+                report.timeline = sorted(sampler.points, key=lambda p: p.t)
+                report.marks = sampler.marks
+    except (ScenarioError, HarnessError, CannotRun) as exc:
+        # The stack or the endpoints would not serve the run (down, refused, a lever
+        # they lack): the message says it; the trace is for --log-level DEBUG.
+        log.debug("scenario %s could not run", name, exc_info=True)
+        report.error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:
         # A crash is a bug of the scenario or of the stack: keep the trace in the log.
         log.error("scenario %s crashed", name, exc_info=True)
         report.error = f"{type(exc).__name__}: {exc}"
+    except asyncio.CancelledError:
+        # Ctrl-C in the command line (or a caller's cancel): the environment above has
+        # been torn down on the way here; the report is still the caller's to write.
+        report.error = "interrupted before the scenario finished"
+        report.interrupted = True
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
     finally:
         progress.close()
         report.duration_s = time.monotonic() - t0

@@ -1,8 +1,13 @@
 """``mqtt-token-sim run SCENARIO``: run a scenario, show progress, report its figures.
 
-Exit status: 0 when every expectation passed, 1 when one failed, 2 when the scenario
-could not run (the stack did not start, an endpoint was unreachable, a crash); the
-JSON report is written in every case.
+Exit status (:mod:`sim.shared.exits`): 0 when every expectation passed, 1 when one
+failed, 2 when the scenario could not run (a bad argument, an unknown or bad ``--set``
+option, a report path or data dir it cannot write -- all checked before anything
+starts --, the stack did not start, an endpoint was unreachable or refused what the
+scenario needs, a crash), 130 when interrupted (Ctrl-C: the scenario stops, its
+environment is torn down, and the report, marked ``interrupted``, is written).  The
+JSON report is written in every case but a bad argument; the reason a run could not
+go on is one line on stderr.
 """
 
 from __future__ import annotations
@@ -10,17 +15,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
+
+from sim.harness.preflight import check_output_file, check_writable_dir
+from sim.shared.exits import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CannotRun
 
 from .base import DESCRIPTIONS, SCENARIOS, ScenarioParams, run_scenario
 from .env import Endpoints
+from .options import check_options
 from .progress import NullProgress, Progress
 from .report import render_html, render_summary
 
 __all__ = ["add_arguments", "run"]
 
-EXIT_PASSED, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+EXIT_PASSED, EXIT_ERROR = EXIT_OK, EXIT_CANNOT_RUN
+T = TypeVar("T")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "scenarios:\n"
         + "\n".join(f"  {name:<16} {DESCRIPTIONS[name]}" for name in sorted(SCENARIOS))
-        + "\n\nexit status: 0 passed, 1 an expectation failed, 2 could not run"
+        + "\n\nexit status: 0 passed, 1 an expectation failed, 2 could not run,"
+        + " 130 interrupted (the report is written, marked interrupted)"
         + "\nschema of --report and every option of --set: docs/scenarios.md"
     )
     parser.add_argument("scenario", choices=sorted(SCENARIOS), help="which scenario to run")
@@ -76,17 +90,58 @@ def _parse_options(items: list[str]) -> dict[str, str]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def _checked(args: argparse.Namespace) -> tuple[dict[str, str], Endpoints | None]:
+    """Everything that can be checked before a run starts; :class:`CannotRun` says what
+    is wrong (module docstring)."""
     try:
         options = _parse_options(args.options)
+        try:
+            check_options(args.scenario, options)
+        except ValueError as exc:
+            raise ValueError(f"--set {exc}") from None
         endpoints = _endpoints(args)
         if args.sample_ms <= 0:
             raise ValueError("--sample-ms must be > 0")
         if args.clients is not None and args.clients < 1:
             raise ValueError("--clients must be at least 1")
+        if args.time_scale is not None and not args.time_scale > 0:
+            raise ValueError("--time-scale must be > 0")
     except ValueError as exc:
-        print(f"mqtt-token-sim run: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        raise CannotRun(str(exc)) from None
+    for flag, path in (("--report", args.report), ("--html", args.html)):
+        if path is not None:
+            check_output_file(path, flag)
+    if args.data_dir is not None:
+        if endpoints is not None:
+            raise CannotRun("--data-dir is the embedded stack's: not with external endpoints")
+        check_writable_dir(args.data_dir, "--data-dir")
+    return options, endpoints
+
+
+async def _until_interrupted(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``; the first Ctrl-C (or SIGTERM) cancels it -- a scenario then tears
+    its environment down and returns its report, marked interrupted -- and a second one
+    interrupts that too (the handlers are gone by then)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro)
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def interrupt() -> None:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        task.cancel()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, interrupt)
+    try:
+        return await task
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def run(args: argparse.Namespace) -> int:
+    options, endpoints = _checked(args)
     params = ScenarioParams(
         clients=args.clients,
         seed=args.seed,
@@ -98,14 +153,27 @@ def run(args: argparse.Namespace) -> int:
     _quiet_libraries()
     progress = NullProgress() if args.quiet else Progress(sys.stderr)
     report = asyncio.run(
-        run_scenario(args.scenario, params, endpoints=endpoints, progress=progress)
+        _until_interrupted(
+            run_scenario(args.scenario, params, endpoints=endpoints, progress=progress)
+        )
     )
     sys.stdout.write(render_summary(report))
+    written = []
     if args.report:
         args.report.write_text(report.to_json() + "\n", encoding="utf-8")
+        written.append(str(args.report))
     if args.html:
         args.html.write_text(render_html(report), encoding="utf-8")
+        written.append(str(args.html))
+    where = f"; report written to {' and '.join(written)}" if written else ""
+    if report.interrupted:
+        print(f"mqtt-token-sim run: {args.scenario} interrupted{where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if report.error is not None:
+        print(
+            f"mqtt-token-sim run: {args.scenario} could not run: {report.error}{where}",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     return EXIT_PASSED if report.passed else EXIT_FAILED
 

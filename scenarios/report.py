@@ -170,6 +170,8 @@ class ScenarioReport:
     timeline: list[TimelinePoint] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
     error: str | None = None  # set when the scenario itself crashed (then passed is false)
+    #: stopped by Ctrl-C (or cancelled) before it finished; ``error`` says so too
+    interrupted: bool = False
 
     @property
     def passed(self) -> bool:
@@ -202,6 +204,8 @@ class ScenarioReport:
         }
         if self.error is not None:
             doc["error"] = self.error
+        if self.interrupted:
+            doc["interrupted"] = True
         return doc
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -269,6 +273,7 @@ class ScenarioReport:
             timeline=timeline,
             marks=marks,
             error=doc.get("error"),
+            interrupted=doc.get("interrupted", False) is True,
         )
         if bool(doc.get("passed")) != report.passed:
             raise ReportError("passed disagrees with the expectations")
@@ -327,7 +332,8 @@ def render_summary(report: ScenarioReport) -> str:
         lines.append("")
         lines.append(f"  ERROR: {report.error}")
     lines.append("")
-    lines.append(f"{report.scenario}: {'PASSED' if report.passed else 'FAILED'}")
+    verdict = "INTERRUPTED" if report.interrupted else "PASSED" if report.passed else "FAILED"
+    lines.append(f"{report.scenario}: {verdict}")
     return "\n".join(lines) + "\n"
 
 

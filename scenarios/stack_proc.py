@@ -119,7 +119,14 @@ async def subprocess_environment(
                 await asyncio.wait_for(proc.wait(), 30)
             except TimeoutError:
                 proc.kill()
-                await proc.wait()
+        # Reaped and its stdin closed even when it went first (a Ctrl-C reaches the
+        # child too): else the transport is left to the garbage collector after the
+        # loop has closed, which prints a traceback.
+        await proc.wait()
+        if proc.stdin is not None:
+            proc.stdin.close()
+            with contextlib.suppress(OSError):
+                await proc.stdin.wait_closed()
 
 
 # --------------------------------------------------------------------------- the child

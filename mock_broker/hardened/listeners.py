@@ -8,8 +8,10 @@ F11  The TCP listen backlog is 4096, not asyncio's 100: in a reconnect storm of
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -30,6 +32,23 @@ LISTEN_BACKLOG = 4096  # capped by the kernel (net.core.somaxconn)
 Serve = Callable[[str, Wire], Awaitable[None]]
 
 
+def _not_amqtt_startup_failure(record: logging.LogRecord) -> bool:
+    return record.getMessage() != "Broker startup failed"
+
+
+@contextlib.contextmanager
+def _startup_failure_unlogged() -> Iterator[None]:
+    """amqtt logs a failed start (a port taken) with a traceback before it raises; the
+    error reaches our caller, who says it in one line (``mqtt-token-sim``: "the broker
+    cannot listen on ..."), so amqtt's own record of it is dropped."""
+    logger = logging.getLogger("amqtt.broker")
+    logger.addFilter(_not_amqtt_startup_failure)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_not_amqtt_startup_failure)
+
+
 class Listeners:
     """Every listener of one broker; each accepted connection goes to ``serve``."""
 
@@ -38,7 +57,8 @@ class Listeners:
         self._host = ListenerHost(config, self._accepted, self._tcp_server)
 
     async def start(self) -> None:
-        await self._host.start()
+        with _startup_failure_unlogged():
+            await self._host.start()
 
     def stop_accepting(self) -> None:
         for name in self._host.listeners_config:

@@ -121,8 +121,10 @@ class FleetConfig:
             raise ValueError("clients must be 1..1000000")
         if self.mode not in ("upload", "reconnect", "mixed"):
             raise ValueError("mode must be upload, reconnect or mixed")
-        if not re.fullmatch(r"[A-Za-z0-9_\-]{1,20}", self.group):
-            raise ValueError("group must be 1..20 of [A-Za-z0-9_-]")
+        # GID_<group> is the Group ID: 7-64 characters (SPEC §4), so at least 3 here;
+        # 20 at most keeps GID_<group>@@@<name>-<n> within the 64 of a client id.
+        if not re.fullmatch(r"[A-Za-z0-9_\-]{3,20}", self.group):
+            raise ValueError("group must be 3..20 of [A-Za-z0-9_-] (GID_<group> is 7-64, SPEC §4)")
         if self.concurrency < 1 or self.accounts_chunk < 1:
             raise ValueError("concurrency and accounts_chunk must be >= 1")
         if self.publish_interval_s is not None and not self.publish_interval_s > 0:

@@ -1,18 +1,16 @@
-"""pytest plugin of mqtt-token-sim (entry point ``pytest11: mqtt_token_sim``).
+"""What the pytest plugin's fixtures do (the fixtures themselves are in the top-level
+``mqtt_token_sim_pytest`` module, entry point ``pytest11: mqtt_token_sim``, which imports
+this only when a test uses one; docs/stack.md "pytest plugin"):
 
-Any project that installs mqtt-token-sim gets these fixtures (docs/stack.md):
-
-* ``mqtt_stack_config`` -- the :class:`~sim.harness.stack.StackConfig` used (override it);
-* ``mqtt_stack`` -- AuthServer, broker and AppServer in this process on free ports, a
-  temporary data dir and a :class:`~sim.shared.clock.ManualClock`; a :class:`SimStack` with
-  helpers to advance time, wait for a condition and inject faults;
-* ``mqtt_client_factory`` -- ``await make(...)`` → a started, connected
-  :class:`~sim.customer.client.TokenClient` (its AppServer account created on the way);
-* ``mqtt_fleet_factory`` -- ``await make(n, ...)`` → a started :class:`~sim.customer.fleet.Fleet`.
-
-Everything is imported lazily, inside the fixtures: a session that uses none of them
-pays nothing and cannot be broken by them.  Async fixtures need pytest-asyncio; without
-it the fixtures are simply not defined.
+* :func:`stack_config` -- the :class:`~sim.harness.stack.StackConfig` of a test's stack;
+* :func:`open_stack` -- AuthServer, broker and AppServer in the test's loop on a
+  :class:`~sim.shared.clock.ManualClock`, as a :class:`SimStack` with the levers tests
+  need (advance time, faults, accounts, kicks, restarts);
+* :func:`client_factory` / :func:`fleet_factory` -- started, connected SDK clients and
+  fleets on it, closed at the end;
+* :func:`open_session_stack` -- one stack for a whole session, on its own loop in a
+  background thread and the real clock: a :class:`SessionStack` any test (sync or async,
+  any loop) reaches over its sockets.
 """
 
 from __future__ import annotations
@@ -20,23 +18,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pytest
+from .errors import ClientNotConnected, StackError
+from .stack import HandleView
 
 if TYPE_CHECKING:  # pragma: no cover
     from mock_broker.audit import AuditReport
+    from mock_broker.fidelity import FidelityReport
     from sim.customer.client import TokenClient
     from sim.customer.fleet import Fleet
     from sim.harness.admin import AdminClient
     from sim.harness.stack import Part, StackConfig, StackHandle
 
-__all__ = ["SimStack"]
+__all__ = [
+    "SessionStack",
+    "SimStack",
+    "client_factory",
+    "fleet_factory",
+    "open_session_stack",
+    "open_stack",
+    "stack_config",
+]
+
+T = TypeVar("T")
+#: Real seconds a client of the factory may take to connect (a hang guard: the factory
+#: says sooner when nothing can change without the clock).
+CONNECT_GUARD_S = 15.0
 
 
-class SimStack:
+class SimStack(HandleView):
     """The in-process stack of a test, with the levers tests need.
 
     ``handle`` is the :class:`~sim.harness.stack.StackHandle` (URLs, the parts' handles,
@@ -44,28 +57,16 @@ class SimStack:
     """
 
     def __init__(self, handle: StackHandle):
-        self.handle = handle
+        self._handle = handle
         self.clock = handle.manual_clock
+
+    @property
+    def handle(self) -> StackHandle:
+        return self._handle
 
     @property
     def admin(self) -> AdminClient:
         return self.handle.admin
-
-    @property
-    def authserver_url(self) -> str:
-        return self.handle.authserver_url
-
-    @property
-    def broker_url(self) -> str:
-        return self.handle.broker_url
-
-    @property
-    def appserver_url(self) -> str:
-        return self.handle.appserver_url
-
-    @property
-    def data_dir(self) -> Path:
-        return self.handle.data_dir
 
     # -- time -----------------------------------------------------------------------
     async def advance(self, seconds: float) -> int:
@@ -160,18 +161,18 @@ class SimStack:
         return (await api.metrics()).total(name, **labels)
 
 
-@pytest.fixture
-def mqtt_stack_config(tmp_path: Path) -> StackConfig:
-    """Override to change the stack (TTL, notice lead, ...); ports stay free ports."""
+def stack_config(data_dir: Path | None, profile: str = "provider") -> StackConfig:
+    """The stack of a test: free ports, ``data_dir`` (None: a temporary one, removed at
+    the end), the broker's ``profile``, cheap AppServer password hashes and its bounded
+    drain out of the way (it waits on the manual clock) unless a test sets one."""
     from sim.harness.stack import StackConfig
 
     return (
-        StackConfig(data_dir=tmp_path / "stack")
+        StackConfig(data_dir=data_dir)
         .with_free_ports()
+        .with_broker(profile=profile)
         .with_appserver(
             password_hash_cost=4,  # tests do not need slow hashes
-            # The AppServer's bounded drain waits on the (manual) clock: out of the way
-            # unless a test wants it.
             drain_rate_per_s=1e6,
             drain_burst=100_000,
             seed=0,
@@ -179,97 +180,227 @@ def mqtt_stack_config(tmp_path: Path) -> StackConfig:
     )
 
 
-try:
-    import pytest_asyncio
+@contextlib.asynccontextmanager
+async def open_stack(config: StackConfig, *, start: float | None = None) -> AsyncIterator[SimStack]:
+    """The whole stack in this loop on a manual clock starting at ``start`` (None: the
+    real now)."""
+    from sim.harness.stack import run_stack
+    from sim.shared.clock import ManualClock
 
-    _HAVE_ASYNCIO = True
-except ImportError:  # pragma: no cover - the fixtures need pytest-asyncio
-    _HAVE_ASYNCIO = False
+    async with run_stack(config, clock=ManualClock(start)) as handle:
+        yield SimStack(handle)
 
-if _HAVE_ASYNCIO:
 
-    @pytest_asyncio.fixture
-    async def mqtt_stack(mqtt_stack_config: StackConfig) -> AsyncIterator[SimStack]:
-        """The whole stack in this process on a manual clock."""
-        from sim.harness.stack import run_stack
-        from sim.shared.clock import ManualClock
+def _describe(client: TokenClient) -> str:
+    recent = list(client.events.events)[-4:]
+    events = "; ".join(
+        f"{e.kind.value}" + (f" ({e.detail['error']})" if "error" in e.detail else "")
+        for e in recent
+    )
+    return f"its state is {client.state!r}" + (f", last events: {events}" if events else "")
 
-        async with run_stack(mqtt_stack_config, clock=ManualClock()) as handle:
-            yield SimStack(handle)
 
-    @pytest_asyncio.fixture
-    async def mqtt_client_factory(
-        mqtt_stack: SimStack, tmp_path: Path
-    ) -> AsyncIterator[Callable[..., Awaitable[TokenClient]]]:
-        """``await make(client_id=None, resources=("test/#",), *, mode="upload",
-        connect=True, account=True, **config)`` → a started TokenClient."""
-        from sim.customer.client import ClientConfig, RefreshPolicy, TokenClient
+async def wait_connected(stack: SimStack, client: TokenClient, guard_s: float) -> None:
+    """Until ``client`` is connected; :class:`ClientNotConnected` as soon as nothing in
+    the stack can change that without the clock (it waits in backoff on the manual
+    clock) or the AppServer refused it for good -- naming what it waited for, the
+    client's state and last events, and the AuthServer faults in force."""
+    from sim.shared.waiting import WaitTimeout, wait_until
 
-        made: list[TokenClient] = []
-        counter = itertools.count(1)
+    async def settled() -> bool:
+        if client.connected or client.state == "refused":
+            return True
+        await stack.idle()
+        return client.connected or client.state in ("refused", "backoff")
 
-        async def make(
-            client_id: str | None = None,
-            resources: tuple[str, ...] = ("test/#",),
-            *,
-            secret: str = "secret",  # noqa: S107 - a test account
-            mode: str = "upload",
-            connect: bool = True,
-            account: bool = True,
-            refresh: RefreshPolicy | None = None,
-            **config: Any,
-        ) -> TokenClient:
-            cid = client_id or f"GID_test@@@c{next(counter)}"
-            if account:
-                await mqtt_stack.create_account(cid, secret, resources)
-            cfg = ClientConfig(
-                client_id=cid,
-                secret=secret,
-                appserver_url=mqtt_stack.appserver_url,
-                broker_url=mqtt_stack.broker_url,
-                resources=tuple(resources),
-                store_dir=config.pop("store_dir", tmp_path / "tokens"),
-                refresh=refresh or RefreshPolicy(mode=mode),  # type: ignore[arg-type]
-                seed=config.pop("seed", 0),
-                **config,
-            )
-            client = TokenClient(cfg, clock=mqtt_stack.clock)
-            made.append(client)
-            await client.start()
-            if connect:
-                await asyncio.wait_for(client.wait_connected(), 15)
-            return client
+    what = f"client {client.client_id} to connect"
+    try:
+        await wait_until(settled, timeout=guard_s, what=what)
+    except WaitTimeout:
+        raise ClientNotConnected(
+            f"timed out after {guard_s:g} s waiting for {what}: {_describe(client)}"
+        ) from None
+    if client.connected:
+        return
+    why = f"{what} failed: {_describe(client)}"
+    if client.state == "backoff":
+        why += (
+            "; it retries on the stack's manual clock, which only moves when told"
+            " (await mqtt_stack.advance(seconds))"
+        )
+    with contextlib.suppress(Exception):
+        faults = await stack.admin.authserver.faults()
+        if faults:
+            kinds = ", ".join(f"{f.get('operation')} {f.get('kind')}" for f in faults)
+            why += f"; AuthServer faults in force: {kinds}"
+    why += "; make it with connect=False to start it without waiting"
+    raise ClientNotConnected(why)
 
+
+@contextlib.asynccontextmanager
+async def client_factory(
+    stack: SimStack, store_dir: Path
+) -> AsyncIterator[Callable[..., Awaitable[TokenClient]]]:
+    """``await make(client_id=None, resources=("test/#",), *, mode="upload",
+    connect=True, account=True, **config)`` -> a started TokenClient (connected unless
+    ``connect=False``); every one closed at the end."""
+    from sim.customer.client import ClientConfig, RefreshPolicy, TokenClient
+
+    made: list[TokenClient] = []
+    counter = itertools.count(1)
+
+    async def make(
+        client_id: str | None = None,
+        resources: tuple[str, ...] = ("test/#",),
+        *,
+        secret: str = "secret",  # noqa: S107 - a test account
+        mode: str = "upload",
+        connect: bool = True,
+        account: bool = True,
+        refresh: RefreshPolicy | None = None,
+        **config: Any,
+    ) -> TokenClient:
+        cid = client_id or f"GID_test@@@c{next(counter)}"
+        if account:
+            await stack.create_account(cid, secret, resources)
+        cfg = ClientConfig(
+            client_id=cid,
+            secret=secret,
+            appserver_url=stack.appserver_url,
+            broker_url=stack.broker_url,
+            resources=tuple(resources),
+            store_dir=config.pop("store_dir", store_dir),
+            refresh=refresh or RefreshPolicy(mode=mode),  # type: ignore[arg-type]
+            seed=config.pop("seed", 0),
+            **config,
+        )
+        client = TokenClient(cfg, clock=stack.clock)
+        made.append(client)
+        await client.start()
+        if connect:
+            await wait_connected(stack, client, CONNECT_GUARD_S)
+        return client
+
+    try:
         yield make
+    finally:
         for client in made:
             with contextlib.suppress(Exception):
                 await client.close()
 
-    @pytest_asyncio.fixture
-    async def mqtt_fleet_factory(
-        mqtt_stack: SimStack, tmp_path: Path
-    ) -> AsyncIterator[Callable[..., Awaitable[Fleet]]]:
-        """``await make(n, **FleetConfig fields)`` → a started Fleet (all connected)."""
-        from sim.customer.fleet import Fleet, FleetConfig
 
-        made: list[Fleet] = []
+@contextlib.asynccontextmanager
+async def fleet_factory(
+    stack: SimStack, store_dir: Path
+) -> AsyncIterator[Callable[..., Awaitable[Fleet]]]:
+    """``await make(n, **FleetConfig fields)`` -> a started Fleet, every client through
+    its first connect; every one closed at the end."""
+    from sim.customer.fleet import Fleet, FleetConfig
 
-        async def make(n: int, **kw: Any) -> Fleet:
-            kw.setdefault("store_dir", tmp_path / f"fleet{len(made)}")
-            kw.setdefault("seed", 0)
-            cfg = FleetConfig(
-                clients=n,
-                appserver_url=mqtt_stack.appserver_url,
-                broker_url=mqtt_stack.broker_url,
-                **kw,
-            )
-            fleet = Fleet(cfg, clock=mqtt_stack.clock)
-            made.append(fleet)
-            await fleet.start()
-            await asyncio.wait_for(fleet.wait_connected(), 60)
-            return fleet
+    made: list[Fleet] = []
 
+    async def make(n: int, **kw: Any) -> Fleet:
+        kw.setdefault("store_dir", store_dir / f"fleet{len(made)}")
+        kw.setdefault("seed", 0)
+        cfg = FleetConfig(
+            clients=n, appserver_url=stack.appserver_url, broker_url=stack.broker_url, **kw
+        )
+        fleet = Fleet(cfg, clock=stack.clock)
+        made.append(fleet)
+        await fleet.start()
+        await asyncio.wait_for(fleet.wait_connected(), 60)
+        return fleet
+
+    try:
         yield make
+    finally:
         for fleet in made:
             with contextlib.suppress(Exception):
                 await fleet.close()
+
+
+class SessionStack(HandleView):
+    """One stack shared by a test session: its own loop in a background thread, the real
+    clock (:class:`~sim.harness.background.BackgroundStack`).  Every helper is
+    synchronous, so sync and async tests alike use it; URLs for the tests' own clients.
+    Time-dependent tests belong on the function-scoped ``mqtt_stack`` (a manual clock)."""
+
+    def __init__(self, background: Any):
+        self.background = background
+
+    @property
+    def handle(self) -> StackHandle:
+        return self.background.handle  # type: ignore[no-any-return]
+
+    def call(self, fn: Callable[[StackHandle], Awaitable[T]], timeout: float = 30.0) -> T:
+        """Run ``fn(handle)`` on the stack's loop (any lever of docs/stack.md)."""
+        return self.background.call(fn, timeout)  # type: ignore[no-any-return]
+
+    def create_account(
+        self,
+        client_id: str,
+        secret: str,
+        resources: tuple[str, ...] | list[str] = ("#",),
+        actions: str = "R,W",
+        *,
+        enabled: bool = True,
+    ) -> None:
+        from sim.harness.admin import ClientAccount
+
+        account = ClientAccount(client_id, secret, tuple(resources), actions, enabled)
+        self.call(lambda h: h.admin.appserver.import_accounts([account]))
+
+    def disable_account(self, client_id: str) -> None:
+        self.call(lambda h: h.admin.appserver.disable_account(client_id))
+
+    def delete_account(self, client_id: str) -> None:
+        self.call(lambda h: h.admin.appserver.delete_account(client_id))
+
+    def add_fault(self, **fault: Any) -> str:
+        fault.setdefault("probability", 1.0)
+        return self.call(lambda h: h.admin.authserver.add_fault(fault))
+
+    def clear_faults(self) -> None:
+        self.call(lambda h: h.admin.authserver.clear_faults())
+
+    def kick_all(self) -> int:
+        return self.call(lambda h: h.kick_all())
+
+    def restart(self, part: Part) -> None:
+        self.call(lambda h: h.restart(part), timeout=60.0)
+
+    def metric(self, part: str, name: str, **labels: str) -> float:
+        async def read(h: StackHandle) -> float:
+            api = h.admin.authserver if part == "authserver" else h.admin.appserver
+            return (await api.metrics()).total(name, **labels)
+
+        return self.call(read)
+
+    def audit(self) -> AuditReport:
+        """The device audit (docs/your-appserver.md), as :meth:`SimStack.audit`."""
+        from sim.harness.audit import with_authserver
+
+        async def read(h: StackHandle) -> AuditReport:
+            if h.broker is None:
+                raise StackError("the session stack's broker is not running")
+            return await with_authserver(h.broker.audit(), h.admin.authserver)
+
+        return self.call(read)
+
+    def fidelity(self) -> FidelityReport:
+        """The broker's fidelity report (docs/fidelity.md)."""
+
+        async def read(h: StackHandle) -> FidelityReport:
+            if h.broker is None:
+                raise StackError("the session stack's broker is not running")
+            return h.broker.fidelity()
+
+        return self.call(read)
+
+
+@contextlib.contextmanager
+def open_session_stack(config: StackConfig) -> Iterator[SessionStack]:
+    from sim.harness.background import BackgroundStack
+
+    with BackgroundStack(config) as background:
+        yield SessionStack(background)

@@ -50,17 +50,18 @@ from sim.shared.devaccount import (
     DEV_CLIENT_RESOURCES,
     DEV_CLIENT_SECRET,
 )
+from sim.shared.exits import os_error_of, why_not_listening
 from sim.shared.waiting import wait_until
 
 from .admin import AdminClient, ClientAccount
-from .errors import StackError
+from .errors import PartDidNotStart, StackError
 
 if TYPE_CHECKING:  # pragma: no cover - the runners import aiohttp apps and amqtt
     from mock_authserver.runner import AuthServerHandle
     from mock_broker.broker import BrokerHandle
     from sim.customer.appserver.runner import AppServerHandle
 
-__all__ = ["PARTS", "Part", "StackConfig", "StackHandle", "run_stack"]
+__all__ = ["PARTS", "HandleView", "Part", "StackConfig", "StackHandle", "run_stack"]
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,12 @@ class StackConfig:
         if self.dev_client and "appserver" in self.without:
             object.__setattr__(self, "dev_client", False)
 
+    @property
+    def profile(self) -> str:
+        """The broker's profile (``"provider"`` | ``"mqtt"``, docs/broker.md); change it
+        with ``with_broker(profile=...)``."""
+        return self.broker.profile
+
     def with_free_ports(self) -> StackConfig:
         """The same stack on free ports (tests, scenarios)."""
         return replace(
@@ -200,16 +207,6 @@ def _decode(hint: Any, value: Any) -> Any:
     if origin is frozenset:
         return frozenset(_decode(args[0] if args else Any, v) for v in value)
     return value
-
-
-def _is_bind_error(exc: BaseException) -> bool:
-    """An OSError somewhere in the chain (amqtt wraps it in its BrokerError)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 class StackHandle:
@@ -415,10 +412,15 @@ class StackHandle:
             try:
                 await self._enter(part)
             except Exception as exc:
-                if retry_bind and _is_bind_error(exc):
+                if retry_bind and os_error_of(exc) is not None:
                     log.debug("restarting the %s: port %s still taken", part, self._ports[part])
                     return False
-                raise
+                why = why_not_listening(exc)
+                if why is None:
+                    raise
+                part_config = getattr(self.config, part)
+                port = self._ports.get(part, part_config.port)
+                raise PartDidNotStart(part, part_config.host, port, why) from exc
             return True
 
         if retry_bind:
@@ -491,6 +493,34 @@ class StackHandle:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+class HandleView:
+    """Where a running stack's parts are, for the objects that wrap a :class:`StackHandle`
+    (the pytest plugin's stacks, :class:`~sim.harness.background.BackgroundStack`)."""
+
+    @property
+    def handle(self) -> StackHandle:  # pragma: no cover - each wrapper has its own
+        raise NotImplementedError
+
+    @property
+    def authserver_url(self) -> str:
+        return self.handle.authserver_url
+
+    @property
+    def broker_url(self) -> str:
+        return self.handle.broker_url
+
+    @property
+    def appserver_url(self) -> str:
+        return self.handle.appserver_url
+
+    @property
+    def data_dir(self) -> Path:
+        return self.handle.data_dir
+
+    def endpoints(self) -> dict[str, str]:
+        return self.handle.endpoints()
 
 
 @contextlib.asynccontextmanager

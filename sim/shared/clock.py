@@ -9,6 +9,10 @@ taken from one).  Three implementations:
 * :class:`ManualClock` -- for in-process tests: time stands still until
   :meth:`ManualClock.advance`, which fires every timer that falls due, in order, at once.
 
+Every clock starts at the real "now" unless it is given an epoch: a stack on a manual or
+scaled clock begins where a client computing ``expireTime`` from its own wall clock (as
+the provider's demos do) expects it.  Tests that need a fixed instant pass one.
+
 The protocol, :class:`ClockSpec` and the shared flags live in the pure
 :mod:`sim.shared.clockspec` and are re-exported here.
 
@@ -130,8 +134,9 @@ class ManualClock:
     mode: ClockMode = "manual"
     scale: float = 1.0
 
-    def __init__(self, start: float = 1_800_000_000.0):
-        self._now = float(start)
+    def __init__(self, start: float | None = None):
+        #: ``start`` None: the real now (see the module docstring).
+        self._now = time.time() if start is None else float(start)
         self._timers: list[_ManualTimer] = []
         self._seq = itertools.count()
         self._listeners: list[Callable[[float], object]] = []
@@ -202,7 +207,7 @@ class ManualClock:
 
 def clock_from_spec(spec: ClockSpec) -> Clock:
     if spec.mode == "manual":
-        return ManualClock() if spec.epoch is None else ManualClock(spec.epoch)
+        return ManualClock(spec.epoch)
     if spec.mode == "scaled" or spec.scale != 1.0:
         return ScaledClock(spec.scale, epoch=spec.epoch, wall0=spec.wall0)
     return SystemClock()

@@ -367,7 +367,10 @@ def test_the_profile_switch() -> None:
     assert config_from_args(parser.parse_args([*base, "--profile", "mqtt"]))[0].profile == "mqtt"
     with pytest.raises(SystemExit):
         parser.parse_args([*base, "--profile", "amqp"])
+    # the environment, as for every flag (sim.harness.envdefaults, docs/stack.md)
+    from sim.harness.cli import build_parser
+
     env = {"MQTT_TOKEN_SIM_BROKER_PROFILE": "mqtt"}
-    assert BrokerConfig.from_env(env=env).profile == "mqtt"
+    assert build_parser(env).parse_args(["broker", *base]).profile == "mqtt"
     with pytest.raises(BrokerConfigError, match="profile"):
         BrokerConfig(profile="amqp")  # type: ignore[arg-type]

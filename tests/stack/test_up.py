@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from base64 import b64encode
 from pathlib import Path
@@ -24,27 +25,44 @@ class Up:
     """``mqtt-token-sim up`` on free ports (0: each part binds its own, and the banner
     says which; ports picked beforehand could be taken by another process meanwhile)."""
 
-    def __init__(self, data_dir: Path, *extra: str):
-        self.auth_port = self.broker_port = self.app_port = 0
-        cmd = [sys.executable, "-m", "sim", "--log-level", "WARNING", "up"]
-        cmd += ["--data-dir", str(data_dir), "--password-hash-cost", "4"]
-        cmd += ["--authserver-port", "0", "--broker-port", "0", "--appserver-port", "0", *extra]
+    def __init__(
+        self,
+        data_dir: Path,
+        *extra: str,
+        log_level: str = "WARNING",
+        split_stderr: bool = False,
+        hash_cost: str | None = "4",
+    ):
+        self.auth_port = self.broker_port = self.app_port = self.status_port = 0
+        cmd = [sys.executable, "-m", "sim", "--log-level", log_level, "up"]
+        cmd += ["--data-dir", str(data_dir)]
+        cmd += ["--password-hash-cost", hash_cost] if hash_cost else []
+        cmd += ["--authserver-port", "0", "--broker-port", "0", "--appserver-port", "0"]
+        cmd += ["--status-port", "0", *extra]
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE if split_stderr else subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
+        self.errors: list[str] = []  # stderr, when split_stderr
         threading.Thread(target=self._pump, daemon=True).start()
+        self._errors_done = threading.Thread(target=self._pump_errors, daemon=True)
+        if split_stderr:
+            self._errors_done.start()
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.output.append(line)
             self.lines.put(line)
+
+    def _pump_errors(self) -> None:
+        assert self.proc.stderr is not None
+        self.errors.extend(self.proc.stderr)
 
     def wait_for(self, text: str, within: float = 30) -> None:
         deadline = time.monotonic() + within
@@ -63,13 +81,14 @@ class Up:
     def _note_port(self, line: str) -> None:
         """The banner's endpoint lines: ``AuthServer  http://127.0.0.1:PORT ...``."""
         words = line.split()
-        if (
-            len(words) >= 2
-            and words[0] in ("AuthServer", "Broker", "AppServer")
-            and "://" in words[1]
-        ):
-            port = int(words[1].rsplit(":", 1)[1])
-            attr = {"AuthServer": "auth_port", "Broker": "broker_port", "AppServer": "app_port"}
+        attr = {
+            "AuthServer": "auth_port",
+            "Broker": "broker_port",
+            "AppServer": "app_port",
+            "status": "status_port",
+        }
+        if len(words) >= 2 and words[0] in attr and "://" in words[1]:
+            port = urllib.parse.urlsplit(words[1]).port
             setattr(self, attr[words[0]], port)
 
     def http(self, port: int, path: str, body: object | None = None, auth: str | None = None):
@@ -93,6 +112,12 @@ class Up:
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(30)
+
+    def stderr_text(self) -> str:
+        """All of stderr (split_stderr), once the process has ended."""
+        assert self.proc.poll() is not None
+        self._errors_done.join(10)
+        return "".join(self.errors)
 
 
 def test_up_serves_a_real_client_expires_it_on_advance_and_stops_on_sigterm(tmp_path: Path):

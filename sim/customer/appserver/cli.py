@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 from pathlib import Path
 
-from sim.shared.clock import ClockSpec, add_clock_arguments, clock_from_spec, clock_spec_from_args
+from sim.shared.clock import ClockSpec, add_clock_arguments, clock_spec_from_args
+from sim.shared.clockfollow import part_clock
+from sim.shared.exits import CannotRun, cannot_listen
 from sim.shared.httplimits import add_http_limit_arguments, http_limits_from_args
 from sim.shared.shutdown import stop_requested
 
@@ -29,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--access-key", default=d.access_key, help="AccessKeyId to apply with")
     parser.add_argument(
         "--secret-key",
-        default=os.environ.get("MQTT_TOKEN_SIM_SECRET_KEY", d.secret_key),
-        help="AccessKeySecret (default: $MQTT_TOKEN_SIM_SECRET_KEY or the dev account's)",
+        default=d.secret_key,
+        help="AccessKeySecret (default: the dev account's; better in the environment, as"
+        " MQTT_TOKEN_SIM_APPSERVER_SECRET_KEY, than on a command line)",
     )
     parser.add_argument("--instance", default=d.instance_id, help="MQTT instance id")
     parser.add_argument(
@@ -79,7 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--password-hash-cost", type=int, default=d.password_hash_cost, help="scrypt log2 N"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the jitter")
-    add_clock_arguments(parser, manual_help=None)
+    add_clock_arguments(
+        parser,
+        manual_help="'manual': follow the AuthServer's manual clock (polls GET /admin/clock)",
+    )
     add_http_limit_arguments(parser, d.http)
 
 
@@ -117,8 +122,9 @@ async def _serve(config: AppServerConfig, spec: ClockSpec) -> None:
     from .runner import run_appserver
 
     async with (
+        part_clock(spec, config.authserver_url) as clock,
         stop_requested() as stop,
-        run_appserver(config, clock=clock_from_spec(spec)) as handle,
+        run_appserver(config, clock=clock) as handle,
     ):
         # Parsed by tests and the stack: keep the format.
         print(f"appserver listening on {handle.url}", flush=True)
@@ -131,14 +137,12 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         spec = clock_spec_from_args(args)
     except (AppServerError, ValueError) as exc:
-        log.error("invalid configuration: %s", exc)
-        return 2
+        raise CannotRun(f"invalid configuration: {exc}") from None
     try:
         asyncio.run(_serve(config, spec))
-    except AppServerError as exc:
-        log.error("%s", exc)
-        return 1
-    except OSError as exc:
-        log.error("cannot serve: %s", exc)
-        return 1
+    except (AppServerError, OSError) as exc:
+        failure = cannot_listen(
+            exc, "AppServer", f"{config.host}:{config.port}", "--port (0: a free port)"
+        )
+        raise failure or CannotRun(str(exc)) from None
     return 0

@@ -25,6 +25,7 @@ from typing import Literal
 from .errors import InvalidCredentials
 
 __all__ = [
+    "CLIENT_ID_RULE",
     "MAX_CLIENT_ID",
     "AuthMode",
     "TokenType",
@@ -32,6 +33,7 @@ __all__ = [
     "actions_of",
     "build_token_password",
     "build_username",
+    "client_id_fault",
     "parse_actions",
     "parse_token_password",
     "parse_username",
@@ -46,6 +48,13 @@ AuthMode = Literal["Token", "Signature"]
 #: Group ID ``GID_``/``GID-`` + 3..60 more (7..64 in all) @@@ Device ID (SPEC §4).
 _CLIENT_ID = re.compile(r"GID[_-][A-Za-z0-9_-]{3,60}@@@[A-Za-z0-9_-]+")
 _NAME = re.compile(r"[A-Za-z0-9_\-.]{1,128}")
+_ID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+#: The rule in one line, for people (the ``up`` banner, the broker's warning).
+CLIENT_ID_RULE = (
+    "client ids are <GroupID>@@@<DeviceID>, at most 64 characters: the Group ID starts"
+    " with GID_ or GID- and has 7-64 letters, digits, '-' or '_'; the Device ID letters,"
+    " digits, '-' or '_' (e.g. GID_dev@@@dev-1)"
+)
 
 
 class TokenType(StrEnum):
@@ -154,6 +163,29 @@ def signature_password(secret: str, client_id: str) -> str:
     """Signature mode password: ``Base64(HMAC-SHA1(secret, clientId))``."""
     digest = hmac.new(secret.encode("utf-8"), client_id.encode("utf-8"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
+
+
+def client_id_fault(client_id: str) -> str | None:
+    """What is wrong with ``client_id`` (SPEC §4), in a few words; None when it is valid.
+    One of a few fixed kinds, so that a log can say each once."""
+    if _CLIENT_ID.fullmatch(client_id) and len(client_id) <= MAX_CLIENT_ID:
+        return None
+    if not client_id:
+        return "empty client id"
+    if len(client_id) > MAX_CLIENT_ID:
+        return f"longer than {MAX_CLIENT_ID} characters"
+    group, sep, device = client_id.partition("@@@")
+    if not sep:
+        return "no '@@@' between Group ID and Device ID"
+    if not group.startswith(("GID_", "GID-")):
+        return "Group ID does not start with GID_ or GID-"
+    if not 7 <= len(group) <= 64:
+        return "Group ID not 7-64 characters"
+    if not device:
+        return "empty Device ID"
+    if not _ID_CHARS.fullmatch(group) or not _ID_CHARS.fullmatch(device):
+        return "characters other than letters, digits, '-' and '_'"
+    return "not <GroupID>@@@<DeviceID>"
 
 
 def validate_client_id(client_id: str) -> str:
