@@ -68,6 +68,10 @@ class BrokerConfig:
     (CONNECTs are then answered "server unavailable" until the keys arrive)."""
     max_offline_messages: int = 1000
     """QoS 1/2 messages kept per disconnected persistent session; older ones are dropped."""
+    ignore_revocations: bool = False
+    """A *defect switch* of the scenarios (docs/scenarios.md "Defects"), never a setting
+    for real use: the revocations of the AuthServer's bootstrap and feed are skipped, so
+    revoked tokens stay connected and keep connecting (SPEC §3c broken on purpose)."""
 
     def __post_init__(self) -> None:
         for name in ("port", "ws_port", "tls_port", "metrics_port"):
