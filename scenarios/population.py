@@ -43,7 +43,6 @@ from sim.customer.client.transport import (
 from sim.harness.admin import ClientAccount
 from sim.harness.errors import AdminError
 from sim.shared.protocol import SYS_EXPIRE_NOTICE
-from sim.shared.waiting import WaitTimeout, wait_until
 
 from .env import Environment
 from .errors import StackUnavailable
@@ -329,23 +328,6 @@ class Population:
 
     def events_since(self, t0: float, kind: EventKind | None = None) -> list[StampedEvent]:
         return [e for e in self.events if e.t >= t0 and (kind is None or e.kind == kind)]
-
-    async def wait_all_connected(
-        self, deadline_s: float, *, on_progress: Callable[[int], None] | None = None
-    ) -> bool:
-        """Poll until every live client is connected (True) or ``deadline_s`` passed."""
-
-        def all_connected() -> bool:
-            n = self.connected()
-            if on_progress is not None:
-                on_progress(n)
-            return n >= sum(1 for c in self.clients if c is not None)
-
-        try:
-            await wait_until(all_connected, timeout=deadline_s, what="every client connected")
-        except WaitTimeout:
-            return False
-        return True
 
 
 def _deaf_to_expire_notices(

@@ -20,13 +20,11 @@ from scenarios.base import ScenarioParams, run_scenario
 from scenarios.env import AppServerTarget
 from scenarios.report import ScenarioReport
 from sim.customer.adapter import load_adapter
-
-FOREIGN = Path(__file__).resolve().parents[1] / "foreign_appserver"
-ADAPTER = FOREIGN / "adapter.toml"
+from tests.foreign_appserver.launch import ADAPTER, running
 
 
 @dataclass
-class Foreign:
+class Target:
     url: str
     authserver_port: int
     restart_cmd: str
@@ -39,41 +37,17 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def foreign_appserver(tmp_path: Path, *flags: str) -> AsyncIterator[Foreign]:
+async def foreign_appserver(tmp_path: Path, *flags: str) -> AsyncIterator[Target]:
     """The foreign AppServer, configured for an AuthServer on a port the run will start
     one on (as a user's AppServer is configured for 127.0.0.1:18080)."""
     port = _free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(FOREIGN / "server.py"),
-        "--authserver",
-        f"http://127.0.0.1:{port}",
-        "--db",
-        str(tmp_path / "foreign.sqlite"),
-        "--port",
-        "0",
-        *flags,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        assert line.startswith(b"foreign appserver listening on http://127.0.0.1:"), line
-        url = line.decode().split()[-1]
-        restart = f"{sys.executable} {FOREIGN / 'restart.py'} {url} {proc.pid}"
-        yield Foreign(url, port, restart)
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    db = tmp_path / "foreign.sqlite"
+    async with running(f"http://127.0.0.1:{port}", db, *flags) as foreign:
+        yield Target(foreign.url, port, foreign.restart_cmd)
 
 
 async def run_against(
-    foreign: Foreign, name: str, clients: int, *, restart: bool = True, **options: str
+    foreign: Target, name: str, clients: int, *, restart: bool = True, **options: str
 ) -> ScenarioReport:
     target = AppServerTarget(
         foreign.url, load_adapter(ADAPTER), restart_cmd=foreign.restart_cmd if restart else None
@@ -155,7 +129,7 @@ async def test_outage_recovery_drives_a_foreign_appserver(tmp_path: Path) -> Non
 
 
 async def test_a_defect_of_our_appserver_is_refused_beside_yours() -> None:
-    foreign = Foreign("http://127.0.0.1:9", 9, "true")  # refused before anything starts
+    foreign = Target("http://127.0.0.1:9", 9, "true")  # refused before anything starts
     report = await run_against(foreign, "cache-reuse", 2, defect="no-appserver-cache")
     assert report.error is not None and "a switch on our AppServer" in report.error
 
