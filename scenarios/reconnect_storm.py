@@ -78,6 +78,10 @@ ADAPTER = True
 #: The least spread of the clients' first-retry delays, as a share of full jitter's
 #: (a uniform draw over the window has stdev window / sqrt(12)).  Lockstep is 0.
 MIN_JITTER_RATIO = 0.5
+#: Fewer retries than this say little about a spread: the check is "not measured" then.
+#: (With 20 uniform draws the ratio falls under 0.5 with probability 1.5e-5; with 10,
+#: 5e-3; with 5, 8 %: simulated, docs/scenarios.md.)
+MIN_JITTER_SAMPLES = 20
 #: The stack runs in a child process (``--set stack_process=false`` keeps it in this
 #: one): N reconnecting clients and the broker each get a core, as in real life.
 STACK_PROCESS = True
@@ -341,13 +345,14 @@ async def run(ctx: RunContext) -> None:
     ctx.report.expect(Expectation.equal("no AppServer requests (the clients' asks)", asks, 0))
     ctx.report.expect(Expectation.equal("no upstream applies", upstream, 0))
     ctx.report.expect(Expectation.equal("no auth failures", auth_failures, 0))
-    ctx.report.expect(
-        Expectation.at_least(
-            "retries drawn with full jitter over the window (delay spread / uniform's)",
-            round(ratio, 3),
-            MIN_JITTER_RATIO,
+    jitter_check = "retries drawn with full jitter over the window (delay spread / uniform's)"
+    if len(drawn) >= MIN_JITTER_SAMPLES:
+        ctx.report.expect(Expectation.at_least(jitter_check, round(ratio, 3), MIN_JITTER_RATIO))
+    else:
+        ctx.report.skip(
+            jitter_check,
+            f"{len(drawn)} retries (clients x rounds): a spread needs {MIN_JITTER_SAMPLES}",
         )
-    )
     ctx.report.observe(
         Observation.at_most(
             f"all back within {budget_factor:g} x N / raw connect rate"

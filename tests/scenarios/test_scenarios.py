@@ -75,6 +75,13 @@ async def test_reconnect_storm_by_broker_restart():
     )
     _ok(report)
     assert report.params["stack"] == "embedded"  # in-process: the other lever path
+    # 10 retries say little about a spread: not judged, and said so.
+    assert (
+        "10 retries"
+        in report.not_measured[
+            "retries drawn with full jitter over the window (delay spread / uniform's)"
+        ]
+    )
     assert report.figures["upstream_applies_during_storm"] == 0
 
 
