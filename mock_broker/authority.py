@@ -55,7 +55,9 @@ def _account(record: AccountRecord) -> AccountInfo:
 class TokenAuthority:
     """Verifies tokens offline and knows what has been revoked."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ignore_revocations: bool = False) -> None:
+        #: BrokerConfig.ignore_revocations: the feed's revocations are skipped (a defect)
+        self.ignore_revocations = ignore_revocations
         self._codec: TokenCodec | None = None
         self._keys: dict[str, bytes] = {}
         self._accounts: dict[str, AccountInfo] = {}
@@ -159,7 +161,7 @@ class TokenAuthority:
     def load_bootstrap(self, doc: Bootstrap) -> Changes:
         """``GET /admin/broker/bootstrap``; replaces the whole state."""
         accounts = {a.access_key_id: _account(a) for a in doc.accounts}
-        revoked = {r.token_id: r.expire_ms for r in doc.revoked}
+        revoked = {} if self.ignore_revocations else {r.token_id: r.expire_ms for r in doc.revoked}
         keys = dict(doc.keys)
         codec = TokenCodec(keys, doc.current_key)
         newly_revoked = frozenset(revoked) - frozenset(self._revoked)
@@ -195,6 +197,8 @@ class TokenAuthority:
         self.generation += 1
         changes = Changes()
         if isinstance(event, RevokeEvent):
+            if self.ignore_revocations:
+                return Changes()
             fresh = event.token_id not in self._revoked
             self._revoked[event.token_id] = event.expire_ms
             changes = Changes(revoked=frozenset({event.token_id}) if fresh else frozenset())

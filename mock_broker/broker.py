@@ -98,7 +98,7 @@ async def run_broker(
     metrics = BrokerMetrics()
     if config.auth_enabled and authority is None and not config.authserver_url:
         raise BrokerConfigError("token auth needs authserver_url (or an in-process authority)")
-    authority = authority or TokenAuthority()
+    authority = authority or TokenAuthority(ignore_revocations=config.ignore_revocations)
     if config.auth_enabled and config.authserver_url:
         follower = FeedFollower(
             config.authserver_url,

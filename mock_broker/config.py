@@ -71,6 +71,10 @@ class BrokerConfig:
     """The device audit's bounds (docs/your-appserver.md "The device audit");
     ``MQTT_TOKEN_SIM_BROKER_AUDIT_BOUNDS="tight_retry_run=5,early_fraction=0.6"`` (the
     flag ``--audit-bounds`` from the environment, docs/stack.md "Environment")."""
+    ignore_revocations: bool = False
+    """A *defect switch* of the scenarios (docs/scenarios.md "Defects"), never a setting
+    for real use: the revocations of the AuthServer's bootstrap and feed are skipped, so
+    revoked tokens stay connected and keep connecting (SPEC §3c broken on purpose)."""
 
     def __post_init__(self) -> None:
         for name in ("port", "ws_port", "tls_port", "metrics_port"):

@@ -5,15 +5,25 @@ A scenario is a module with::
     NAME = "reconnect-storm"
     DEFAULT_CLIENTS = 200
     CLOCK = "system" | "manual" | "scaled"        # what its embedded stack runs on
+    ADAPTER = True                                # optional: drives any AppServer
     def stack_config(params) -> StackConfig       # the stack it starts (scenario_stack())
     async def run(ctx: RunContext) -> None       # fills ctx.report
 
-(Its one-line description, for ``--help``, is in :data:`DESCRIPTIONS`.)
+(Its one-line description, for ``--help``, is in :data:`DESCRIPTIONS`; its defects in
+:data:`DEFECTS`.)
 
-:func:`run_scenario` builds the environment (embedded unless endpoints are given),
-samples the timeline (connected clients from the scenario, token requests and
-upstream applies from the parts' metrics) and turns a crash into a failed report with
-``error`` set, so a CI consumer always gets a document.
+:func:`run_scenario` builds the environment (embedded unless endpoints are given; beside
+the user's AppServer with an :class:`~scenarios.env.AppServerTarget`), samples the
+timeline (connected clients from the scenario, token requests and upstream applies from
+the parts' metrics), reads the broker's fidelity report at the end and turns a crash
+into a failed report with ``error`` set, so a CI consumer always gets a document.
+
+A scenario whose CLOCK is ``manual`` runs its embedded stack on a
+:class:`~sim.shared.clock.ManualClock` in this process and moves time itself in steps,
+each ending when what it woke has run (:meth:`RunContext.elapse`,
+:meth:`RunContext.until`): its verdicts then do not depend on the machine's load.  On
+external endpoints, or beside the user's AppServer (a process of its own, on its own
+time), the same steps wait in real (or the stack's scaled) time.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import asyncio
 import datetime as dt
 import importlib
 import logging
+import math
 import random
 import secrets
 import tempfile
@@ -37,12 +48,15 @@ from sim.harness.stack import StackConfig
 from sim.shared.clock import Clock, ManualClock, ScaledClock, SystemClock
 from sim.shared.exits import CannotRun
 from sim.shared.limits import raise_nofile_limit
+from sim.shared.waiting import WaitTimeout, wait_until
 
 from .env import (
+    AppServerTarget,
     Endpoints,
     Environment,
     embedded_environment,
     external_environment,
+    for_target,
     token_requests_of,
 )
 from .errors import ScenarioError
@@ -51,10 +65,13 @@ from .report import ScenarioReport
 from .timeline import TimelineSampler
 
 __all__ = [
+    "APPSERVER_DEFECTS",
+    "DEFECTS",
     "DESCRIPTIONS",
     "SCENARIOS",
     "RunContext",
     "ScenarioParams",
+    "check_defect",
     "load_scenario",
     "run_scenario",
 ]
@@ -76,9 +93,66 @@ DESCRIPTIONS: dict[str, str] = {
     "reconnect-storm": "N clients lose the broker at once and come back (raw baseline first)",
     "cache-reuse": "client and AppServer restarts reuse persisted and cached tokens",
     "outage-recovery": "AuthServer down: cached clients unaffected, 503s, bounded drain",
-    "expiry-refresh": "short TTLs on a scaled clock: refresh in session or by reconnect",
+    "expiry-refresh": "short TTLs on a manual clock: refresh in session or by reconnect",
     "revocation": "revoked clients disconnected within 1 s, old tokens refused",
 }
+
+
+#: What each scenario exists to catch, as defects a run can put into the system
+#: (``--set defect=NAME``).  Each is a switch on the harness's OWN parts for that run --
+#: the SDK clients it drives, the configuration it gives the embedded AppServer or broker
+#: -- never a default of a part (docs/scenarios.md "Defects").  With one, the scenario
+#: must fail and name the expectation that caught it; a test shows each.
+DEFECTS: dict[str, dict[str, str]] = {
+    "reconnect-storm": {
+        "no-token-persistence": "clients keep no token between sessions: every reconnect "
+        "asks the AppServer (SDK RefreshPolicy.reuse=False, no token store)",
+        "no-retry-jitter": "clients retry after the same fixed delay, so all at once "
+        "(SDK Backoff.jitter=False)",
+    },
+    "cache-reuse": {
+        "no-appserver-cache": "the embedded AppServer never reuses a cached token: its "
+        "refresh margin sits just under the token TTL, so every ask goes upstream",
+        "no-token-persistence": "clients keep no token between restarts: each start asks "
+        "the AppServer (SDK RefreshPolicy.reuse=False, no token store)",
+    },
+    "outage-recovery": {
+        "no-stale-fallback": "the embedded AppServer serves no cached token while the "
+        "AuthServer fails (AppServerConfig.serve_stale=False)",
+        "unbounded-drain": "the embedded AppServer applies upstream as fast as clients ask "
+        "once the AuthServer is back (no drain rate limit)",
+    },
+    "expiry-refresh": {
+        "ignore-expire-notice": "clients neither refresh ahead of expiry nor heed "
+        "$SYS/tokenExpireNotice: their tokens run out in session (SDK refresh margin 0, "
+        "the notice dropped on arrival)",
+    },
+    "revocation": {
+        "broker-ignores-revocations": "the embedded broker skips the revocations of the "
+        "AuthServer's feed (BrokerConfig.ignore_revocations)",
+    },
+}
+
+#: Defects that are switches on OUR AppServer: with the user's AppServer (an adapter)
+#: they cannot be injected -- run a broken variant of that AppServer instead.
+APPSERVER_DEFECTS = frozenset({"no-appserver-cache", "no-stale-fallback", "unbounded-drain"})
+
+
+def check_defect(name: str, options: Mapping[str, Any], *, adapter: bool = False) -> None:
+    """Refuse a defect the scenario does not have (or cannot inject beside the user's
+    AppServer): a ValueError whose message lists the ones it has."""
+    defect = options.get("defect")
+    if defect in (None, "", "none"):
+        return
+    known = DEFECTS.get(name, {})
+    if defect not in known:
+        listed = ", ".join(sorted(known)) or "none"
+        raise ValueError(f"{name} has no defect {defect!r}; its defects: {listed}")
+    if adapter and defect in APPSERVER_DEFECTS:
+        raise ValueError(
+            f"the defect {defect} is a switch on our AppServer; with --adapter, run a "
+            "variant of your AppServer that has the fault instead"
+        )
 
 
 @dataclass(frozen=True)
@@ -94,6 +168,12 @@ class ScenarioParams:
     #: Time scale of a scaled clock (scenarios whose CLOCK is "scaled"); None: the
     #: scenario's ``DEFAULT_TIME_SCALE``.
     time_scale: float | None = None
+
+    @property
+    def defect(self) -> str | None:
+        """The defect this run puts into the system (``--set defect=NAME``), if any."""
+        value = self.options.get("defect")
+        return None if value in (None, "", "none") else str(value)
 
     def option(self, name: str, default: Any) -> Any:
         value = self.options.get(name, default)
@@ -137,6 +217,9 @@ class RunContext:
         self.run_id = secrets.token_hex(3)
         #: Set by the scenario: how many of its clients are connected right now.
         self.connected: Callable[[], int] = lambda: 0
+        #: The defect this run puts into the system (:data:`DEFECTS`), if any.
+        self.defect = params.defect
+        self._sampled_at = -math.inf
 
     def mark(self, label: str) -> None:
         self.timeline.mark(label)
@@ -146,6 +229,51 @@ class RunContext:
 
     def option(self, name: str, default: Any) -> Any:
         return self.params.option(name, default)
+
+    # -- time: steps of a manual clock, or real waits ----------------------------------
+    async def _step(self, seconds: float) -> None:
+        await self.env.advance(seconds)
+        now = self.env.clock.now()
+        if now - self._sampled_at >= self.params.sample_interval_s:
+            self._sampled_at = now
+            await self.timeline.sample()
+
+    async def elapse(self, seconds: float, *, step: float = 0.1) -> None:
+        """Let ``seconds`` of the stack's time pass: on a manual clock in steps of
+        ``step``, each ending once what it woke has run; otherwise by sleeping."""
+        if not self.env.manual:
+            await self.env.clock.sleep(seconds)
+            return
+        end = self.env.clock.now() + seconds
+        while (left := end - self.env.clock.now()) > 1e-9:
+            await self._step(min(step, left))
+
+    async def until(
+        self, predicate: Callable[[], bool], *, within: float, step: float = 0.1, what: str
+    ) -> bool:
+        """Whether ``predicate`` came true within ``within`` seconds of the stack's time:
+        on a manual clock checked after each step (a behaviour, not a race with the
+        machine's load); otherwise polled in real time (scaled: ``within / scale``)."""
+        if not self.env.manual:
+            scale = float(getattr(self.env.clock, "scale", 1.0))
+            try:
+                await wait_until(predicate, timeout=within / scale, what=what)
+            except WaitTimeout:
+                return predicate()
+            return True
+        assert self.env.stack is not None
+        await self.env.stack.idle()
+        end = self.env.clock.now() + within
+        while not predicate():
+            left = end - self.env.clock.now()
+            if left <= 1e-9:
+                return False
+            await self._step(min(step, left))
+        return True
+
+
+def _takes_adapter(name: str) -> bool:
+    return bool(getattr(load_scenario(name), "ADAPTER", False))
 
 
 def load_scenario(name: str) -> ModuleType:
@@ -166,8 +294,13 @@ def _scale_for(module: ModuleType, params: ScenarioParams) -> float:
     return float(getattr(module, "DEFAULT_TIME_SCALE", 60.0))
 
 
-def _clock_for(module: ModuleType, params: ScenarioParams) -> Clock:
-    if module.CLOCK == "manual":
+def _clock_for(module: ModuleType, params: ScenarioParams, *, real: bool = False) -> Clock:
+    """The embedded stack's clock; ``real``: beside the user's AppServer, which keeps
+    its own time (a manual clock cannot move it).  ``--time-scale`` turns a manual-clock
+    scenario into a scaled-clock one (load then moves the verdict: docs/scenarios.md)."""
+    if module.CLOCK == "manual" and params.time_scale is not None and not real:
+        return ScaledClock(_scale_for(module, params))
+    if module.CLOCK == "manual" and not real:
         return ManualClock(start=time.time())
     if module.CLOCK == "scaled":
         return ScaledClock(_scale_for(module, params))
@@ -181,10 +314,14 @@ async def run_scenario(
     endpoints: Endpoints | None = None,
     progress: ProgressSink | None = None,
     clock: Clock | None = None,
+    target: AppServerTarget | None = None,
 ) -> ScenarioReport:
     """Run one scenario and return its report (never raises for a scenario failure).
     Cancelled, it stops the scenario, tears its environment down and returns the report
-    marked ``interrupted`` (the command line's Ctrl-C)."""
+    marked ``interrupted`` (the command line's Ctrl-C).
+
+    ``target``: drive the user's AppServer through its adapter instead of ours (the
+    scenarios whose module says ``ADAPTER = True``)."""
     params = params or ScenarioParams()
     progress = progress or NullProgress()
     module = load_scenario(name)
@@ -197,12 +334,25 @@ async def run_scenario(
         params={"clients": clients, "seed": params.seed, **dict(params.options)},
     )
     report.params["stack"] = "external" if endpoints else "embedded"
+    report.params["appserver"] = "reference" if target is None else target.describe()
+    if params.defect is not None:
+        what = DEFECTS.get(module.NAME, {}).get(params.defect, "unknown")
+        report.notes.append(
+            f"DEFECT INJECTED (a switch on the harness's own parts): {params.defect}: {what}"
+        )
     # Clients, the raw baseline and (in-process) the broker's side: ~3 sockets a client.
     raise_nofile_limit(3 * clients + 1024)
     t0 = time.monotonic()
     try:
+        check_defect(module.NAME, params.options, adapter=target is not None)
+        if target is not None and not getattr(module, "ADAPTER", False):
+            raise ValueError(
+                f"{module.NAME} drives our AppServer only; --adapter is for "
+                + ", ".join(sorted(n for n in SCENARIOS if _takes_adapter(n)))
+            )
         if endpoints is None:
             config: StackConfig = module.stack_config(params)
+            config = for_target(config, target, int(params.option("authserver_port", 18080)))
             if params.data_dir:
                 config = replace(config, data_dir=Path(params.data_dir))
             in_child = (
@@ -214,14 +364,25 @@ async def run_scenario(
                 from .stack_proc import subprocess_environment
 
                 scale = _scale_for(module, params) if module.CLOCK == "scaled" else 1.0
-                env_cm: Any = subprocess_environment(config, scale=scale)
+                env_cm: Any = subprocess_environment(config, scale=scale, target=target)
                 report.params["stack"] = "embedded (child process)"
             else:
-                env_cm = embedded_environment(config, clock=clock or _clock_for(module, params))
+                real = target is not None
+                env_cm = embedded_environment(
+                    config, clock=clock or _clock_for(module, params, real=real), target=target
+                )
         else:
-            env_cm = external_environment(endpoints, clock=clock)
+            if target is not None:
+                endpoints = replace(endpoints, appserver_url=target.url)
+            env_cm = external_environment(
+                endpoints,
+                clock=clock,
+                target=target,
+                fidelity_url=params.options.get("broker_fidelity_url"),
+            )
         async with env_cm as env:
             report.params["clock"] = env.clock.mode
+            report.params["timeline_clock"] = "virtual" if env.manual else "real"
             ctx_box: list[RunContext] = []
 
             async def probe() -> dict[str, float]:
@@ -238,7 +399,16 @@ async def run_scenario(
                     values["applies"] = float(b)
                 return values
 
-            sampler = TimelineSampler(probe, interval_s=params.sample_interval_s)
+            if env.manual:
+                # Virtual seconds on the chart, sampled by the run's own steps.
+                sampler = TimelineSampler(
+                    probe,
+                    interval_s=params.sample_interval_s,
+                    monotonic=env.clock.now,
+                    periodic=False,
+                )
+            else:
+                sampler = TimelineSampler(probe, interval_s=params.sample_interval_s)
             ctx = RunContext(env, params, clients, report, sampler, progress)
             ctx_box.append(ctx)
             try:
@@ -249,6 +419,7 @@ async def run_scenario(
             finally:  # an interrupted or failed run keeps what it sampled
                 report.timeline = sorted(sampler.points, key=lambda p: p.t)
                 report.marks = sampler.marks
+                report.fidelity = await env.fidelity()
     except (ScenarioError, HarnessError, CannotRun) as exc:
         # The stack or the endpoints would not serve the run (down, refused, a lever
         # they lack): the message says it; the trace is for --log-level DEBUG.

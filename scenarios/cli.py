@@ -17,6 +17,7 @@ import asyncio
 import logging
 import signal
 import sys
+import textwrap
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,8 +25,8 @@ from typing import Any, TypeVar
 from sim.harness.preflight import check_output_file, check_writable_dir
 from sim.shared.exits import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CannotRun
 
-from .base import DESCRIPTIONS, SCENARIOS, ScenarioParams, run_scenario
-from .env import Endpoints
+from .base import DEFECTS, DESCRIPTIONS, SCENARIOS, ScenarioParams, check_defect, run_scenario
+from .env import AppServerTarget, Endpoints
 from .options import check_options
 from .progress import NullProgress, Progress
 from .report import render_html, render_summary
@@ -41,6 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "scenarios:\n"
         + "\n".join(f"  {name:<16} {DESCRIPTIONS[name]}" for name in sorted(SCENARIOS))
+        + "\n\ndefects (--set defect=NAME: a switch on the harness's own parts that puts"
+        + " into the\nsystem the fault a scenario exists to catch; the run must then fail):\n"
+        + "\n".join(
+            textwrap.fill(
+                f"{name:<16} {defect}: {what}",
+                width=88,
+                initial_indent="  ",
+                subsequent_indent=" " * 19,
+            )
+            for name in sorted(DEFECTS)
+            for defect, what in DEFECTS[name].items()
+        )
         + "\n\nexit status: 0 passed, 1 an expectation failed, 2 could not run,"
         + " 130 interrupted (the report is written, marked interrupted)"
         + "\nschema of --report and every option of --set: docs/scenarios.md"
@@ -67,13 +80,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--time-scale",
         type=float,
         default=None,
-        help="speed of the scaled clock for scenarios that use one (default: the "
-        "scenario's, 20 for expiry-refresh)",
+        help="run a manual-clock scenario (expiry-refresh, outage-recovery) on a "
+        "scaled clock this fast instead: real scheduling delays then count S times "
+        "(docs/scenarios.md)",
     )
     parser.add_argument("--data-dir", help="data dir of the embedded stack (default: a temp dir)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     ext = parser.add_argument_group(
-        "external endpoints", "give all three to run against a stack that is already up"
+        "external endpoints",
+        "give all three to run against a stack that is already up; with --adapter, "
+        "--appserver alone drives YOUR AppServer beside an AuthServer and broker the run "
+        "starts (the AuthServer on port 18080, --set authserver_port=N)",
+    )
+    ext.add_argument(
+        "--adapter",
+        metavar="FILE",
+        help="how to ask your AppServer for a token (docs/your-appserver.md); for "
+        "reconnect-storm, cache-reuse and outage-recovery",
     )
     ext.add_argument("--authserver", metavar="URL", help="AuthServer base URL (admin API on it)")
     ext.add_argument("--appserver", metavar="URL", help="AppServer base URL")
@@ -90,16 +113,20 @@ def _parse_options(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _checked(args: argparse.Namespace) -> tuple[dict[str, str], Endpoints | None]:
+def _checked(
+    args: argparse.Namespace,
+) -> tuple[dict[str, str], Endpoints | None, AppServerTarget | None]:
     """Everything that can be checked before a run starts; :class:`CannotRun` says what
     is wrong (module docstring)."""
     try:
         options = _parse_options(args.options)
         try:
             check_options(args.scenario, options)
+            check_defect(args.scenario, options, adapter=args.adapter is not None)
         except ValueError as exc:
             raise ValueError(f"--set {exc}") from None
-        endpoints = _endpoints(args)
+        target = _target(args, options)
+        endpoints = _endpoints(args, adapter=target is not None)
         if args.sample_ms <= 0:
             raise ValueError("--sample-ms must be > 0")
         if args.clients is not None and args.clients < 1:
@@ -115,7 +142,7 @@ def _checked(args: argparse.Namespace) -> tuple[dict[str, str], Endpoints | None
         if endpoints is not None:
             raise CannotRun("--data-dir is the embedded stack's: not with external endpoints")
         check_writable_dir(args.data_dir, "--data-dir")
-    return options, endpoints
+    return options, endpoints, target
 
 
 async def _until_interrupted(coro: Coroutine[Any, Any, T]) -> T:
@@ -141,7 +168,7 @@ async def _until_interrupted(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def run(args: argparse.Namespace) -> int:
-    options, endpoints = _checked(args)
+    options, endpoints, target = _checked(args)
     params = ScenarioParams(
         clients=args.clients,
         seed=args.seed,
@@ -154,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
     progress = NullProgress() if args.quiet else Progress(sys.stderr)
     report = asyncio.run(
         _until_interrupted(
-            run_scenario(args.scenario, params, endpoints=endpoints, progress=progress)
+            run_scenario(
+                args.scenario, params, endpoints=endpoints, progress=progress, target=target
+            )
         )
     )
     sys.stdout.write(render_summary(report))
@@ -195,9 +224,35 @@ def _quiet_libraries() -> None:
     logging.getLogger("sim.customer.appserver.service").setLevel(logging.ERROR)
 
 
-def _endpoints(args: argparse.Namespace) -> Endpoints | None:
+def _target(args: argparse.Namespace, options: dict[str, str]) -> AppServerTarget | None:
+    """``--adapter FILE --appserver URL``: the user's AppServer (docs/scenarios.md)."""
+    if args.adapter is None:
+        return None
+    from sim.customer.adapter import AdapterError, load_adapter
+
+    if not args.appserver:
+        raise ValueError("--adapter needs --appserver URL (your AppServer)")
+    try:
+        adapter = load_adapter(args.adapter)
+    except AdapterError as exc:
+        raise ValueError(str(exc)) from None
+    first = options.get("first_client")
+    try:
+        return AppServerTarget(
+            args.appserver.rstrip("/"),
+            adapter,
+            restart_cmd=options.get("appserver_restart_cmd") or None,
+            first_client=None if first is None else int(first),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--adapter: {exc}") from None
+
+
+def _endpoints(args: argparse.Namespace, *, adapter: bool = False) -> Endpoints | None:
     given = [args.authserver, args.appserver, args.broker]
-    if not any(given):
+    if not any(given) or (adapter and not args.authserver and not args.broker):
+        if adapter and not args.appserver.startswith(("http://", "https://")):
+            raise ValueError(f"--appserver must be a http/https URL, got {args.appserver!r}")
         return None
     if not all(given):
         raise ValueError("external endpoints need all of --authserver, --appserver and --broker")

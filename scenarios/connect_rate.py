@@ -63,10 +63,17 @@ async def measure_connect_rate(
     concurrency: int = 256,
     client_prefix: str = "GID_rawrate@@@c",
     on_progress: Callable[[int], None] | None = None,
+    credentials: tuple[str, str] | None = None,
 ) -> ConnectRate:
+    """``credentials``: the (username, password) every connection uses; by default a
+    token of our AppServer's, for an account of its own (tokens are not bound to a
+    client id, SPEC §4)."""
     from sim.customer.client.transport import Connection, parse_broker_url
 
-    token = await fetch_token(env, "GID_rawrate@@@owner", "raw-rate-secret", ["rawrate/#"])
+    if credentials is None:
+        token = await fetch_token(env, "GID_rawrate@@@owner", "raw-rate-secret", ["rawrate/#"])
+        credentials = (str(token["username"]), str(token["password"]))
+    username, password = credentials
     address = parse_broker_url(env.endpoints.broker_url)
     sem = asyncio.Semaphore(concurrency)
     conns: list[Any] = []
@@ -80,7 +87,7 @@ async def measure_connect_rate(
             conn = Connection(f"{client_prefix}{i}", on_message=lambda _m: None)
             t = time.perf_counter()
             try:
-                await conn.open(address, username=token["username"], password=token["password"])
+                await conn.open(address, username=username, password=password)
             except Exception:
                 failures += 1
                 return

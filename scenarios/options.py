@@ -57,10 +57,22 @@ def _nonneg(name: str, kind: type = float) -> Option:
     return Option(name, kind, minimum=0)
 
 
-#: Options every scenario takes: ``stack_process`` (the embedded stack in a child
-#: process, read by scenarios.base) and ``defect`` (a named defect put into the
-#: harness's own parts to show the scenario can fail; its names are the scenario's).
-COMMON: tuple[Option, ...] = (Option("stack_process", bool), Option("defect", str))
+#: Options every scenario takes (docs/scenarios.md "Command line"): ``stack_process``
+#: (the embedded stack in a child process, read by scenarios.base); ``defect`` (a named
+#: defect put into the harness's own parts to show the scenario can fail; its names are
+#: the scenario's, checked by ``scenarios.base.check_defect``); ``broker_fidelity_url``
+#: (an external broker's GET /fidelity URL, for the report); with ``--adapter``:
+#: ``appserver_restart_cmd`` (the command that restarts your AppServer),
+#: ``authserver_port`` (the port of the AuthServer the harness starts, the one your
+#: AppServer calls) and ``first_client`` (the first ``[clients]`` number to use).
+COMMON: tuple[Option, ...] = (
+    Option("stack_process", bool),
+    Option("defect", str),
+    Option("broker_fidelity_url", str),
+    Option("appserver_restart_cmd", str),
+    Option("authserver_port", int, minimum=1),
+    _nonneg("first_client", int),
+)
 
 OPTIONS: Mapping[str, tuple[Option, ...]] = {
     "reconnect-storm": (

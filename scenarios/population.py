@@ -8,7 +8,13 @@ client's event log that stamps events with ``time.monotonic()``.
 
 Identities are ``GID_<group>@@@d<i>``, one AppServer account each (bulk import), each
 with its own topic ``devices/<group>/d<i>/...`` (``devices``: a parent topic of the dev
-instance).
+instance).  Beside the user's AppServer (``env.target``) they are the adapter's
+``[clients]`` instead, asked for through the adapter, created by its ``provision`` if
+it has one (else they must exist), and their parent topics are created on the mock.
+
+Two defect switches (docs/scenarios.md "Defects") make the clients misbehave as a
+scenario must catch: ``persist=False`` (no token kept between sessions or restarts) and
+``heed_expire_notice=False`` (``$SYS/tokenExpireNotice`` dropped on arrival).
 """
 
 from __future__ import annotations
@@ -24,14 +30,22 @@ from typing import Any
 
 import aiohttp
 
+from sim.customer.adapter import ClientIdentity, provision_clients
 from sim.customer.client.client import ClientConfig, TokenClient
 from sim.customer.client.events import ClientEvent, Counters, EventKind
 from sim.customer.client.policy import Backoff, RefreshPolicy
-from sim.customer.client.transport import IncomingMessage
+from sim.customer.client.transport import (
+    Connection,
+    IncomingMessage,
+    MqttConnection,
+    Will,
+)
 from sim.harness.admin import ClientAccount
-from sim.shared.waiting import WaitTimeout, wait_until
+from sim.harness.errors import AdminError
+from sim.shared.protocol import SYS_EXPIRE_NOTICE
 
 from .env import Environment
+from .errors import StackUnavailable
 
 __all__ = ["Population", "StampedEvent"]
 
@@ -44,7 +58,7 @@ PARENT_TOPIC = "devices"
 class StampedEvent:
     index: int
     kind: EventKind
-    t: float  # time.monotonic()
+    t: float  # Population.now(): time.monotonic(), or virtual on a manual clock
     detail: dict[str, Any]
 
 
@@ -64,6 +78,13 @@ class Population:
     stable_session_s: float = 10.0
     #: one shared HTTP session towards the AppServer (as one process of devices would)
     http: aiohttp.ClientSession | None = None
+    #: beside the user's AppServer: the index of client 0 among the run's [clients]
+    #: numbers (two populations of one run take disjoint ranges)
+    offset: int = 0
+    #: defect switch: False = no token kept between sessions or restarts
+    persist: bool = True
+    #: defect switch: False = ``$SYS/tokenExpireNotice`` dropped on arrival
+    heed_expire_notice: bool = True
     clients: list[TokenClient] = field(default_factory=list)
     events: list[StampedEvent] = field(default_factory=list)
     received: list[list[IncomingMessage]] = field(default_factory=list)
@@ -72,47 +93,126 @@ class Population:
     back: dict[int, float] = field(default_factory=dict)
     _armed: float | None = None
     _all_back: asyncio.Event | None = None
+    identities: list[ClientIdentity] = field(default_factory=list, init=False)
 
-    def client_id(self, i: int) -> str:
-        return f"GID_{self.group}@@@d{i}"
-
-    def topic(self, i: int, leaf: str = "data") -> str:
-        # Under ``devices``, a parent topic of the dev instance (SPEC §4a): the broker's
-        # provider profile refuses topics outside the instance's parent topics.
-        return f"{PARENT_TOPIC}/{self.group}/d{i}/{leaf}"
-
-    def resources(self, i: int) -> tuple[str, ...]:
-        return (f"{PARENT_TOPIC}/{self.group}/d{i}/+",)
-
-    def config(self, i: int) -> ClientConfig:
-        return ClientConfig(
-            client_id=self.client_id(i),
-            secret=SECRET,
-            appserver_url=self.env.endpoints.appserver_url,
-            broker_url=self.env.endpoints.broker_url,
-            resources=self.resources(i),
-            actions=self.actions,
-            store_dir=self.store_dir,
-            fsync=False,  # throwaway stores: atomic rename is kept, the fsync is not
-            refresh=self.refresh,
-            backoff=self.backoff,
-            keepalive=self.keepalive,
-            subscriptions=((self.topic(i, "+"), 1),) if self.subscribe else (),
-            seed=self.seed,
-            stable_session_s=self.stable_session_s,
-        )
-
-    async def create_accounts(self) -> None:
-        await self.env.admin.appserver.import_accounts(
-            [
-                ClientAccount(self.client_id(i), SECRET, self.resources(i), self.actions)
+    def __post_init__(self) -> None:
+        target = self.env.target
+        if target is None:
+            self.identities = [
+                ClientIdentity(
+                    f"GID_{self.group}@@@d{i}",
+                    SECRET,
+                    (f"{PARENT_TOPIC}/{self.group}/d{i}/+",),
+                    self.actions,
+                )
                 for i in range(self.n)
             ]
+            return
+        templates = target.adapter.clients
+        assert templates is not None  # AppServerTarget checks it
+        first = target.first + self.offset
+        last = templates.first + templates.count - 1
+        if first + self.n - 1 > last:
+            raise StackUnavailable(
+                f"the adapter's [clients] go up to number {last}; this run needs "
+                f"{first}..{first + self.n - 1} (fewer --clients, or a larger count)"
+            )
+        self.identities = [templates.identity(first + i) for i in range(self.n)]
+
+    def client_id(self, i: int) -> str:
+        return self.identities[i].client_id
+
+    def topic(self, i: int, leaf: str = "data") -> str:
+        """A topic of client ``i``'s own: under ``devices`` (a parent topic of the dev
+        instance, SPEC §4a) for ours; inside its first resource for an adapter's."""
+        if self.env.target is None:
+            return f"{PARENT_TOPIC}/{self.group}/d{i}/{leaf}"
+        levels = self.identities[i].resources[0].split("/")
+        return "/".join(leaf if level in ("+", "#") else level for level in levels)
+
+    def resources(self, i: int) -> tuple[str, ...]:
+        return self.identities[i].resources
+
+    def config(self, i: int) -> ClientConfig:
+        ident = self.identities[i]
+        target = self.env.target
+        if self.subscribe:
+            subscriptions = (
+                ((self.topic(i, "+"), 1),)
+                if target is None
+                else tuple((r, 1) for r in ident.resources)
+            )
+        else:
+            subscriptions = ()
+        return ClientConfig(
+            client_id=ident.client_id,
+            secret=ident.secret,
+            account=ident.account,
+            appserver_url=self.env.endpoints.appserver_url,
+            broker_url=self.env.endpoints.broker_url,
+            resources=ident.resources,
+            actions=ident.actions,
+            store_dir=self.store_dir if self.persist else None,
+            fsync=False,  # throwaway stores: atomic rename is kept, the fsync is not
+            refresh=self.refresh if self.persist else replace(self.refresh, reuse=False),
+            backoff=self.backoff,
+            keepalive=self.keepalive,
+            subscriptions=subscriptions,
+            seed=self.seed,
+            stable_session_s=self.stable_session_s,
+            adapter=None if target is None else target.adapter,
+            transport=Connection if self.heed_expire_notice else _deaf_to_expire_notices,
         )
+
+    async def create_accounts(self) -> list[str]:
+        """Make the clients exist: our AppServer's accounts, or the adapter's
+        ``provision``; and (beside the user's AppServer) the parent topics their
+        resources need on every instance of the mock.  What was done, for the notes."""
+        target = self.env.target
+        if target is None:
+            await self.env.admin.appserver.import_accounts(
+                [
+                    ClientAccount(c.client_id, c.secret, c.resources, c.actions)
+                    for c in self.identities
+                ]
+            )
+            return []
+        notes = []
+        if self.http is None:
+            self.http = aiohttp.ClientSession()
+        if await provision_clients(self.http, target.adapter, target.url, self.identities):
+            notes.append(f"created {self.n} client accounts ({target.adapter.provision})")
+        return notes + await self._parent_topics()
+
+    async def _parent_topics(self) -> list[str]:
+        """The provider's broker refuses topics outside the instance's parent topics
+        (SPEC §4a); the user creates them in the console, the run on the mock."""
+        wanted = {
+            r.split("/", 1)[0]
+            for c in self.identities
+            for r in c.resources
+            if r.split("/", 1)[0] not in ("+", "#")
+        }
+        made = []
+        try:
+            for inst in await self.env.admin.authserver.instances():
+                instance_id = str(inst["instance_id"])
+                have = set(inst.get("parent_topics", ()))
+                for parent in sorted(wanted - have):
+                    await self.env.admin.authserver.add_parent_topic(instance_id, parent)
+                    made.append(f"created parent topic {parent!r} on instance {instance_id}")
+        except AdminError as exc:
+            made.append(f"parent topics not checked: {exc}")
+        return made
+
+    def now(self) -> float:
+        """When events are stamped: the manual clock's virtual seconds on a manual stack
+        (real time does not describe such a run), the real monotonic clock otherwise."""
+        return self.env.clock.now() if self.env.manual else time.monotonic()
 
     def _listener(self, i: int) -> Callable[[ClientEvent], None]:
         def on_event(ev: ClientEvent) -> None:
-            now = time.monotonic()
+            now = self.now()
             self.events.append(StampedEvent(i, ev.kind, now, ev.detail))  # detail: per event
             if ev.kind == EventKind.CONNECTED and self._armed is not None and i not in self.back:
                 self.back[i] = now
@@ -229,22 +329,21 @@ class Population:
     def events_since(self, t0: float, kind: EventKind | None = None) -> list[StampedEvent]:
         return [e for e in self.events if e.t >= t0 and (kind is None or e.kind == kind)]
 
-    async def wait_all_connected(
-        self, deadline_s: float, *, on_progress: Callable[[int], None] | None = None
-    ) -> bool:
-        """Poll until every live client is connected (True) or ``deadline_s`` passed."""
 
-        def all_connected() -> bool:
-            n = self.connected()
-            if on_progress is not None:
-                on_progress(n)
-            return n >= sum(1 for c in self.clients if c is not None)
+def _deaf_to_expire_notices(
+    client_id: str,
+    *,
+    on_message: Callable[[IncomingMessage], object],
+    clean_session: bool,
+    will: Will | None,
+) -> MqttConnection:
+    """The SDK's own connection, but ``$SYS/tokenExpireNotice`` never reaches the client
+    (the ignore-expire-notice defect: a device that does not handle the notice)."""
 
-        try:
-            await wait_until(all_connected, timeout=deadline_s, what="every client connected")
-        except WaitTimeout:
-            return False
-        return True
+    def deliver(msg: IncomingMessage) -> object:
+        return None if msg.topic == SYS_EXPIRE_NOTICE else on_message(msg)
+
+    return Connection(client_id, on_message=deliver, clean_session=clean_session, will=will)
 
 
 @contextlib.asynccontextmanager

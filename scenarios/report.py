@@ -12,6 +12,10 @@ The JSON form is a stable schema for CI consumers (``SCHEMA_VERSION`` 1, documen
       "params": {"clients": 200, ...},      # what the run was asked to do
       "figures": {"reconnect_seconds": 1.9, ...},   # name -> number (int or float)
       "expectations": [{"name": "...", "passed": true, "detail": "..."}],
+      "observations": [{"name": "...", "met": false, "detail": "..."}],  # not verdicts
+      "not_measured": {"appserver_requests": "why"},
+      "notes": ["..."],
+      "fidelity": {"available": true, "profile": "provider", "totals": {}, ...},
       "timeline": [{"t": 0.0, "connected": 0, "token_requests": 0, "applies": 0}, ...],
       "marks": [{"t": 3.2, "label": "kick_all"}]
     }
@@ -31,19 +35,23 @@ from typing import Any
 
 from sim.shared.stats import percentile
 
+from .chart import timeline_svg
 from .errors import ReportError
 
 __all__ = [
     "SCHEMA_VERSION",
     "Expectation",
     "Mark",
+    "Observation",
     "ReportError",
     "ScenarioReport",
     "TimelinePoint",
+    "fidelity_lines",
     "latency_figures",
     "render_html",
     "render_summary",
     "spread_figures",
+    "timeline_svg",
 ]
 
 SCHEMA_VERSION = 1
@@ -138,6 +146,26 @@ class Expectation:
 
 
 @dataclass(frozen=True)
+class Observation:
+    """A measured figure beside a target it is not judged by (docs/scenarios.md
+    "Verdicts"): a wall-clock duration or rate that machine load moves by more than any
+    margin, reported with the target so that a user sees it, never part of ``passed``."""
+
+    name: str
+    met: bool
+    detail: str = ""
+
+    @classmethod
+    def at_most(cls, name: str, value: float, target: float, unit: str = "") -> Observation:
+        u = f" {unit}" if unit else ""
+        met = _finite(value) and value <= target
+        return cls(name, met, f"{_fmt(value)}{u} (target ≤ {_fmt(target)}{u})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "met": self.met, "detail": self.detail}
+
+
+@dataclass(frozen=True)
 class TimelinePoint:
     """Counters sampled at ``t`` real seconds after the scenario started."""
 
@@ -172,6 +200,15 @@ class ScenarioReport:
     error: str | None = None  # set when the scenario itself crashed (then passed is false)
     #: stopped by Ctrl-C (or cancelled) before it finished; ``error`` says so too
     interrupted: bool = False
+    #: measured against a target, never a verdict (:class:`Observation`)
+    observations: list[Observation] = field(default_factory=list)
+    #: figure or expectation name -> why it could not be measured in this run
+    not_measured: dict[str, str] = field(default_factory=dict)
+    #: what the run did besides its steps (parent topics created, a defect injected)
+    notes: list[str] = field(default_factory=list)
+    #: the broker's fidelity report (docs/fidelity.md), or ``{"available": false,
+    #: "reason": ...}``; None when the run ended before it was read
+    fidelity: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -189,6 +226,28 @@ class ScenarioReport:
         """The expectations that failed; ``timing=False`` leaves out wall-clock bounds."""
         return [e for e in self.expectations if not e.passed and (timing or not e.timing)]
 
+    def observe(self, observation: Observation) -> Observation:
+        self.observations.append(observation)
+        return observation
+
+    def skip(self, name: str, reason: str) -> None:
+        """``name`` (a figure or an expectation) is not measured in this run, and why."""
+        self.not_measured[name] = reason
+
+    def verdict(self) -> str:
+        """``<scenario>: PASSED``, INTERRUPTED, or FAILED naming what caught it."""
+        if self.interrupted:
+            return f"{self.scenario}: INTERRUPTED"
+        if self.passed:
+            return f"{self.scenario}: PASSED"
+        if self.error is not None:
+            return f"{self.scenario}: FAILED (could not run: {self.error})"
+        failed = self.failed_expectations()
+        if not failed:
+            return f"{self.scenario}: FAILED (nothing was checked)"
+        caught = "; ".join(f"{e.name}: {e.detail}" for e in failed)
+        return f"{self.scenario}: FAILED ({caught})"
+
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
@@ -199,9 +258,14 @@ class ScenarioReport:
             "params": dict(self.params),
             "figures": {k: _json_number(v) for k, v in self.figures.items()},
             "expectations": [e.to_dict() for e in self.expectations],
+            "observations": [o.to_dict() for o in self.observations],
+            "not_measured": dict(self.not_measured),
+            "notes": list(self.notes),
             "timeline": [p.to_dict() for p in self.timeline],
             "marks": [m.to_dict() for m in self.marks],
         }
+        if self.fidelity is not None:
+            doc["fidelity"] = self.fidelity
         if self.error is not None:
             doc["error"] = self.error
         if self.interrupted:
@@ -263,6 +327,29 @@ class ScenarioReport:
         params = doc.get("params", {})
         if not isinstance(params, Mapping):
             raise ReportError("params must be an object")
+        observations = []
+        for o in doc.get("observations", []):
+            if (
+                not isinstance(o, Mapping)
+                or not isinstance(o.get("name"), str)
+                or not isinstance(o.get("met"), bool)
+                or not isinstance(o.get("detail", ""), str)
+            ):
+                raise ReportError("each observation needs name (str), met (bool), detail (str)")
+            observations.append(Observation(o["name"], o["met"], o.get("detail", "")))
+        not_measured = doc.get("not_measured", {})
+        if not isinstance(not_measured, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in not_measured.items()
+        ):
+            raise ReportError("not_measured must map names to reasons (strings)")
+        notes = doc.get("notes", [])
+        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+            raise ReportError("notes must be a list of strings")
+        fidelity = doc.get("fidelity")
+        if fidelity is not None and (
+            not isinstance(fidelity, Mapping) or not isinstance(fidelity.get("available"), bool)
+        ):
+            raise ReportError("fidelity must be an object with available (bool)")
         report = cls(
             scenario=scenario,
             started_at=str(doc.get("started_at", "")),
@@ -274,6 +361,10 @@ class ScenarioReport:
             marks=marks,
             error=doc.get("error"),
             interrupted=doc.get("interrupted", False) is True,
+            observations=observations,
+            not_measured=dict(not_measured),
+            notes=list(notes),
+            fidelity=None if fidelity is None else dict(fidelity),
         )
         if bool(doc.get("passed")) != report.passed:
             raise ReportError("passed disagrees with the expectations")
@@ -311,11 +402,38 @@ def _fmt(v: object) -> str:
 # --------------------------------------------------------------------------- text
 
 
+def fidelity_lines(fidelity: Mapping[str, Any] | None, max_clients: int = 20) -> list[str]:
+    """The broker's fidelity report for a terminal: what would break in production and
+    which client ids did it (docs/fidelity.md)."""
+    if fidelity is None:
+        return []
+    if not fidelity.get("available"):
+        return [f"fidelity: not available ({fidelity.get('reason', 'unknown')})"]
+    profile = fidelity.get("profile", "?")
+    totals: Mapping[str, int] = fidelity.get("totals", {})
+    why: Mapping[str, str] = fidelity.get("why", {})
+    if not any(totals.values()):
+        return [f"fidelity ({profile} profile): no use of a feature the provider lacks"]
+    out = [f"fidelity ({profile} profile): uses of features the provider lacks"]
+    for feature, count in sorted(totals.items()):
+        out.append(f"  {feature} x{count}: {why.get(feature, '')}")
+    clients = list(fidelity.get("clients", []))
+    for c in clients[:max_clients]:
+        uses = ", ".join(f"{f} x{n}" for f, n in sorted(c.get("uses", {}).items()))
+        out.append(f"  {c.get('instance_id') or '-'} {c.get('client_id')}: {uses}")
+    hidden = len(clients) - max_clients + int(fidelity.get("clients_forgotten", 0))
+    if hidden > 0:
+        out.append(f"  ... and {hidden} more clients")
+    return out
+
+
 def render_summary(report: ScenarioReport) -> str:
     """A plain-text table: figures, then expectations, then the verdict."""
     lines = [f"scenario {report.scenario}: {report.duration_s:.1f} s"]
     if report.params:
         lines.append("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(report.params.items())))
+    for note in report.notes:
+        lines.append(f"  note: {note}")
     if report.figures:
         width = max(len(k) for k in report.figures)
         lines.append("")
@@ -323,105 +441,72 @@ def render_summary(report: ScenarioReport) -> str:
         lines.append(f"  {'-' * width}  {'-' * 12}")
         for k, v in report.figures.items():
             lines.append(f"  {k.ljust(width)}  {_fmt(v)}")
+    if report.not_measured:
+        lines.append("")
+        for k, why in report.not_measured.items():
+            lines.append(f"  not measured: {k}: {why}")
     if report.expectations:
         width = max(len(e.name) for e in report.expectations)
         lines.append("")
         for e in report.expectations:
             lines.append(f"  [{'PASS' if e.passed else 'FAIL'}] {e.name.ljust(width)}  {e.detail}")
+    if report.observations:
+        lines.append("")
+        lines.append("  timing (measured and shown, not verdicts: docs/scenarios.md)")
+        width = max(len(o.name) for o in report.observations)
+        for o in report.observations:
+            lines.append(f"  [{'met ' if o.met else 'miss'}] {o.name.ljust(width)}  {o.detail}")
+    fid = fidelity_lines(report.fidelity)
+    if fid:
+        lines.append("")
+        lines.extend("  " + line for line in fid)
     if report.error:
         lines.append("")
         lines.append(f"  ERROR: {report.error}")
     lines.append("")
-    verdict = "INTERRUPTED" if report.interrupted else "PASSED" if report.passed else "FAILED"
-    lines.append(f"{report.scenario}: {verdict}")
+    lines.append(report.verdict())
     return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- HTML
-
-_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
-
-
-def _nice_ceiling(v: float) -> float:
-    if v <= 0:
-        return 1.0
-    exp = 10.0 ** math.floor(math.log10(v))
-    for m in (1, 2, 2.5, 5, 10):
-        if v <= m * exp:
-            return m * exp
-    return 10 * exp  # pragma: no cover
-
-
-def timeline_svg(
-    points: Sequence[TimelinePoint],
-    series: Sequence[str],
-    *,
-    marks: Sequence[Mark] = (),
-    title: str = "",
-    width: int = 760,
-    height: int = 200,
-) -> str:
-    """One line chart (inline SVG) of ``series`` over time, vertical lines at ``marks``."""
-    left, right, top, bottom = 60, 150, 24, 30
-    pw, ph = width - left - right, height - top - bottom
-    t_max = max([p.t for p in points] + [m.t for m in marks] + [1e-9])
-    y_max = _nice_ceiling(
-        max([float(p.values.get(s, 0.0)) for p in points for s in series] + [0.0])
-    )
-
-    def x(t: float) -> float:
-        return float(left + pw * t / t_max)
-
-    def y(v: float) -> float:
-        return float(top + ph * (1 - v / y_max))
-
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(title)}" '
-        'font-family="sans-serif" font-size="11">',
-        f'<text x="{left}" y="14" font-weight="bold">{html.escape(title)}</text>',
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>',
-    ]
-    for i in range(5):
-        v = y_max * i / 4
-        out.append(
-            f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>'
-            f'<text x="{left - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{_fmt(v)}</text>'
-        )
-    for i in range(6):
-        t = t_max * i / 5
-        out.append(f'<text x="{x(t):.1f}" y="{top + ph + 14}" text-anchor="middle">{t:.1f}s</text>')
-    for m in marks:
-        out.append(
-            f'<line class="mark" x1="{x(m.t):.1f}" x2="{x(m.t):.1f}" y1="{top}" '
-            f'y2="{top + ph}" stroke="#888" stroke-dasharray="4 3"/>'
-            f'<text x="{x(m.t) + 2:.1f}" y="{top + 10}" fill="#555">{html.escape(m.label)}</text>'
-        )
-    for i, s in enumerate(series):
-        colour = _COLOURS[i % len(_COLOURS)]
-        coords = " ".join(
-            f"{x(p.t):.1f},{y(float(p.values.get(s, 0.0))):.1f}" for p in points if s in p.values
-        )
-        if coords:
-            out.append(
-                f'<polyline class="series" data-series="{html.escape(s)}" fill="none" '
-                f'stroke="{colour}" stroke-width="1.5" points="{coords}"/>'
-            )
-        ly = top + 12 + 16 * i
-        out.append(
-            f'<line x1="{left + pw + 10}" x2="{left + pw + 28}" y1="{ly - 4}" y2="{ly - 4}" '
-            f'stroke="{colour}" stroke-width="2"/>'
-            f'<text x="{left + pw + 32}" y="{ly}">{html.escape(s)}</text>'
-        )
-    out.append("</svg>")
-    return "".join(out)
-
 
 # Which series share a chart: counts of clients apart from cumulative request counters.
 DEFAULT_CHARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("connected clients", ("connected",)),
     ("token requests and upstream applies (cumulative)", ("token_requests", "applies")),
 )
+
+
+def _fidelity_html(fidelity: Mapping[str, Any] | None) -> str:
+    esc = html.escape
+    if fidelity is None:
+        return "<p>not read (the run ended first)</p>"
+    if not fidelity.get("available"):
+        return f"<p>not available: {esc(str(fidelity.get('reason', '')))}</p>"
+    totals: Mapping[str, int] = fidelity.get("totals", {})
+    why: Mapping[str, str] = fidelity.get("why", {})
+    profile = esc(str(fidelity.get("profile", "?")))
+    if not any(totals.values()):
+        return f"<p>{profile} profile: no use of a feature the provider lacks.</p>"
+    rows_t = "".join(
+        f"<tr><td>{esc(f)}</td><td class=num>{n}</td><td>{esc(why.get(f, ''))}</td></tr>"
+        for f, n in sorted(totals.items())
+    )
+    rows_c = "".join(
+        f"<tr><td>{esc(str(c.get('instance_id') or '-'))}</td><td>{esc(str(c.get('client_id')))}"
+        "</td><td>"
+        + esc(", ".join(f"{f} x{n}" for f, n in sorted(c.get("uses", {}).items())))
+        + "</td></tr>"
+        for c in fidelity.get("clients", [])
+    )
+    forgotten = int(fidelity.get("clients_forgotten", 0))
+    more = f"<p>... and {forgotten} more clients (forgotten)</p>" if forgotten else ""
+    return (
+        f"<p>{profile} profile: uses of features the provider lacks "
+        "(code that does this breaks in production).</p>"
+        f"<table><tr><th>feature</th><th>uses</th><th>why it breaks</th></tr>{rows_t}</table>"
+        f"<table><tr><th>instance</th><th>client id</th><th>uses</th></tr>{rows_c}</table>{more}"
+    )
 
 
 def render_html(report: ScenarioReport) -> str:
@@ -436,8 +521,9 @@ def render_html(report: ScenarioReport) -> str:
     extra = sorted(present - known)
     if extra:
         charts.append(("other counters", extra))
+    unit = " (virtual)" if report.params.get("timeline_clock") == "virtual" else ""
     svgs = [
-        timeline_svg(report.timeline, ss, marks=report.marks, title=title)
+        timeline_svg(report.timeline, ss, marks=report.marks, title=title + unit)
         for title, ss in charts
         if ss
     ]
@@ -445,12 +531,28 @@ def render_html(report: ScenarioReport) -> str:
         f"<tr><td>{esc(k)}</td><td class=num>{esc(_fmt(v))}</td></tr>"
         for k, v in report.figures.items()
     )
+    rows_n = "".join(
+        f"<tr><td>{esc(k)}</td><td>not measured: {esc(why)}</td></tr>"
+        for k, why in report.not_measured.items()
+    )
     rows_e = "".join(
         f"<tr class={'pass' if e.passed else 'fail'}><td>{'PASS' if e.passed else 'FAIL'}</td>"
         f"<td>{esc(e.name)}</td><td>{esc(e.detail)}</td></tr>"
         for e in report.expectations
     )
+    rows_o = "".join(
+        f"<tr><td>{'met' if o.met else 'missed'}</td><td>{esc(o.name)}</td>"
+        f"<td>{esc(o.detail)}</td></tr>"
+        for o in report.observations
+    )
+    timing = (
+        "<h2>Timing (measured, not verdicts)</h2><table><tr><th></th><th>target</th>"
+        f"<th>detail</th></tr>{rows_o}</table>"
+        if rows_o
+        else ""
+    )
     params = ", ".join(f"{esc(k)}={esc(_fmt(v))}" for k, v in sorted(report.params.items()))
+    notes = "".join(f"<p class=note>{esc(n)}</p>" for n in report.notes)
     error = f"<p class=fail>error: {esc(report.error)}</p>" if report.error else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -461,16 +563,19 @@ table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}
 td.num{{text-align:right;font-variant-numeric:tabular-nums}}
 tr.fail td,p.fail{{color:#d62728}} tr.pass td:first-child{{color:#2ca02c}}
-.verdict{{color:{colour}}}
+.verdict{{color:{colour}}} p.note{{color:#555}}
 </style></head><body>
 <h1>{esc(report.scenario)} <span class="verdict">{verdict}</span></h1>
 <p>started {esc(report.started_at)} · {report.duration_s:.1f} s · {params}</p>
-{error}
+{notes}{error}
 <h2>Timeline</h2>
 {"".join(f"<div>{s}</div>" for s in svgs) or "<p>no samples</p>"}
 <h2>Expectations</h2>
 <table><tr><th></th><th>expectation</th><th>detail</th></tr>{rows_e}</table>
+{timing}
+<h2>Fidelity: what would break in production</h2>
+{_fidelity_html(report.fidelity)}
 <h2>Figures</h2>
-<table><tr><th>figure</th><th>value</th></tr>{rows_f}</table>
+<table><tr><th>figure</th><th>value</th></tr>{rows_f}{rows_n}</table>
 </body></html>
 """

@@ -9,9 +9,13 @@ the disable call to the client seeing its session end), ``revoke_call_max_ms``,
 ``old_token_reconnects_refused``, ``bystanders_disconnected``, ``invalid_notices_revoked``
 (``$SYS/tokenInvalidNotice`` code 3 received).
 
-Expectations: every revoked client disconnected within ``limit_s`` (1 s); every old token
-refused at a fresh CONNECT; no other client disconnected; the SDK clients of revoked
-accounts end "refused" (the AppServer no longer gives them a token).
+Expectations: every revoked client disconnected; within ``limit_s`` (1 s, SPEC §3c: a
+wall-clock bound kept as a verdict, with the headroom measured in docs/scenarios.md);
+every old token refused at a fresh CONNECT; no other client disconnected; the SDK
+clients of revoked accounts end "refused" (the AppServer no longer gives them a token).
+
+Defect (``--set defect=``): ``broker-ignores-revocations`` (the embedded broker skips the
+feed's revocations: BrokerConfig.ignore_revocations).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ def stack_config(params: ScenarioParams) -> StackConfig:
         scenario_stack(seed=params.seed)
         .with_appserver(**UNTHROTTLED_REVOKES)
         .with_authserver(rate_limits=RateLimits().with_overrides({"openapi_revoke": "off"}))
+        .with_broker(ignore_revocations=params.defect == "broker-ignores-revocations")
     )
 
 
@@ -98,10 +103,11 @@ async def run(ctx: RunContext) -> None:
             ctx.progress.update(sum(1 for i in victims if i in lost))
             return all(i in lost for i in victims)
 
-        # Wait for the victims (bounded: a missing one is counted, not waited for).
+        # Wait for the victims (a hang guard of 3 x the limit, at least 2 s: a missing
+        # one is counted, not waited for).
         with contextlib.suppress(WaitTimeout):
             await wait_until(
-                victims_gone, timeout=max(5.0, 3 * limit_s), what="the revoked clients to go"
+                victims_gone, timeout=max(2.0, 3 * limit_s), what="the revoked clients to go"
             )
         ctx.mark("victims gone")
         # Bystanders: a window in which a wrongful disconnect would show (an
@@ -130,8 +136,10 @@ async def run(ctx: RunContext) -> None:
             for e in pop.events_since(t0, EventKind.INVALID_NOTICE)
             if e.index in victims and int(e.detail.get("code", 0)) == 3
         )
-        # The SDK of a revoked account asks again, gets 403 "disabled": it stops.
-        refused_clients = await _wait_states(pop, victims, "refused", 5.0)
+        # The SDK of a revoked account asks again, gets 403 "disabled": it stops (a client
+        # never disconnected never asks: no wait for those).
+        gone = [i for i in victims if i in lost]
+        refused_clients = await _wait_states(pop, gone, "refused", 5.0) if gone else 0
     finally:
         await pop.close()
 

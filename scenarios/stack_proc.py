@@ -14,7 +14,8 @@ control app, prints one JSON line ``{"endpoints": {...}, "control": url}`` on st
 and runs until its stdin closes (the parent went away) or SIGTERM/SIGINT.
 
 Control API (loopback, free port): ``POST /kick`` (the broker drops every client),
-``POST /restart/{part}`` (``broker``, ``appserver``, ``authserver``), ``GET /health``.
+``POST /restart/{part}`` (``broker``, ``appserver``, ``authserver``), ``GET /fidelity``
+(the broker's fidelity report, docs/fidelity.md), ``GET /health``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from sim.shared.clock import Clock, ClockSpec, ScaledClock, SystemClock
 from sim.shared.procstats import cpu_seconds
 from sim.shared.shutdown import stop_requested
 
-from .env import Endpoints, Environment, endpoints_of
+from .env import AppServerTarget, Endpoints, Environment, endpoints_for, endpoints_of
 from .errors import StackUnavailable
 
 __all__ = ["subprocess_environment"]
@@ -74,12 +75,20 @@ class _ChildLevers:
     async def restart(self, part: Part) -> None:
         await self._post(f"/restart/{part}")
 
+    async def fidelity(self) -> dict[str, Any]:
+        async with self._admin.http.get(f"{self._control}/fidelity") as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise StackUnavailable(f"stack control /fidelity answered {resp.status}: {body}")
+            return dict(body)
+
 
 @contextlib.asynccontextmanager
 async def subprocess_environment(
-    config: StackConfig, *, scale: float = 1.0
+    config: StackConfig, *, scale: float = 1.0, target: AppServerTarget | None = None
 ) -> AsyncIterator[Environment]:
-    """Start the stack in a child process; yield an :class:`Environment` on it.
+    """Start the stack in a child process; yield an :class:`Environment` on it (beside
+    the user's AppServer with a ``target``: ``config`` leaves ours out, env.for_target).
 
     A scaled clock is shared by handing the child the same epoch and wall0 (SPEC §2)."""
     clock: Clock
@@ -105,12 +114,13 @@ async def subprocess_environment(
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), _STARTUP_TIMEOUT_S)
             hello = json.loads(line)
-            endpoints = Endpoints(**hello["endpoints"])
+            endpoints = endpoints_for(Endpoints(**hello["endpoints"]), target)
         except (TimeoutError, ValueError, KeyError, TypeError) as exc:
             raise StackUnavailable(f"the stack process did not start: {exc!r}") from None
-        async with AdminClient(endpoints.authserver_url, endpoints.appserver_url) as admin:
+        ours = endpoints.appserver_url if target is None else None
+        async with AdminClient(endpoints.authserver_url, ours) as admin:
             levers = _ChildLevers(admin, hello["control"], proc.pid)
-            yield Environment(endpoints, clock, admin, levers=levers)
+            yield Environment(endpoints, clock, admin, levers=levers, target=target)
     finally:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -148,10 +158,16 @@ async def _child(config: StackConfig) -> None:
         async def health(_r: web.Request) -> web.Response:
             return web.json_response({"status": "ok"})
 
+        async def fidelity(_r: web.Request) -> web.Response:
+            if stack.broker is None:
+                return web.json_response({"error": "the broker is not running"}, status=503)
+            return web.json_response(stack.broker.fidelity().to_json())
+
         app = web.Application()
         app.router.add_post("/kick", kick)
         app.router.add_post("/restart/{part}", restart)
         app.router.add_get("/health", health)
+        app.router.add_get("/fidelity", fidelity)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:

@@ -28,7 +28,11 @@ Probe = Callable[[], Mapping[str, float] | Awaitable[Mapping[str, float]]]
 
 class TimelineSampler:
     """``async with TimelineSampler(probe, interval_s=0.1) as tl: ...`` samples at start,
-    every interval and once more at exit."""
+    every interval and once more at exit.
+
+    ``periodic=False``: only at start, at exit and when :meth:`sample` is called -- for a
+    run on a manual clock (``monotonic`` then reads its virtual time), which samples
+    after each step of time it takes."""
 
     def __init__(
         self,
@@ -37,6 +41,7 @@ class TimelineSampler:
         interval_s: float = 0.1,
         monotonic: Callable[[], float] = time.monotonic,
         max_points: int = 20_000,
+        periodic: bool = True,
     ):
         if not interval_s > 0:
             raise ValueError("interval_s must be > 0")
@@ -44,6 +49,7 @@ class TimelineSampler:
         self._interval = interval_s
         self._monotonic = monotonic
         self._max_points = max_points
+        self._periodic = periodic
         self._t0: float | None = None
         self._task: asyncio.Task[None] | None = None
         self.points: list[TimelinePoint] = []
@@ -82,7 +88,8 @@ class TimelineSampler:
     async def __aenter__(self) -> TimelineSampler:
         self._t0 = self._monotonic()
         await self.sample()
-        self._task = asyncio.create_task(self._run(), name="timeline-sampler")
+        if self._periodic:
+            self._task = asyncio.create_task(self._run(), name="timeline-sampler")
         return self
 
     async def __aexit__(

@@ -219,3 +219,14 @@ def test_deadline_queue_fires_in_order_on_one_timer() -> None:
     for deadline in many[:-1]:
         queue.cancel(deadline)
     assert len(queue) == 1 and len(queue._heap) < 100  # compacted
+
+
+def test_the_ignore_revocations_defect_skips_revocations_only() -> None:
+    # The revocation scenario's broker-ignores-revocations defect (docs/scenarios.md).
+    authority = TokenAuthority(ignore_revocations=True)
+    authority.load_bootstrap(Bootstrap.from_json(_bootstrap(new_key())))
+    assert not authority.is_revoked("old")
+    revoke = {"seq": 18, "kind": "revoke", "token_id": "t1", "access_key_id": AK}
+    page = {"seq": 18, "events": [{**revoke, "instance_id": INSTANCE, "expire_ms": NOW + 5}]}
+    assert authority.apply_feed(FeedPage.from_json(page)) == Changes()
+    assert not authority.is_revoked("t1") and authority.seq == 18  # the feed still moves

@@ -3,31 +3,16 @@ stack of ours (AuthServer, broker, reference AppServer) on free loopback ports."
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import sys
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from mock_authserver.ratelimit import RateLimits
 from sim.harness.stack import StackConfig, StackHandle, run_stack
 from sim.shared.clock import Clock
+from tests.foreign_appserver.launch import ADAPTER, Foreign, running
 
-FOREIGN = Path(__file__).resolve().parents[1] / "foreign_appserver"
-SERVER = FOREIGN / "server.py"
-RESTART = FOREIGN / "restart.py"
-ADAPTER = FOREIGN / "adapter.toml"
-
-
-@dataclass
-class Foreign:
-    url: str
-    proc: asyncio.subprocess.Process
-
-    @property
-    def restart_cmd(self) -> str:
-        return f"{sys.executable} {RESTART} {self.url} {self.proc.pid}"
+__all__ = ["ADAPTER", "Foreign", "foreign_appserver", "stack"]
 
 
 @contextlib.asynccontextmanager
@@ -50,22 +35,6 @@ async def foreign_appserver(
 ) -> AsyncIterator[Foreign]:
     """Start the foreign AppServer against ``handle``'s AuthServer; on a manual clock it
     reads that clock (``--clock-url``)."""
-    args = [str(SERVER), "--authserver", handle.authserver_url, "--db", str(db), "--port", "0"]
-    if manual:
-        args += ["--clock-url", handle.authserver_url + "/admin/clock"]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, *args, *flags, stdout=asyncio.subprocess.PIPE
-    )
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        assert line.startswith(b"foreign appserver listening on http://127.0.0.1:"), line
-        yield Foreign(line.decode().split()[-1], proc)
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    clock_url = handle.authserver_url + "/admin/clock" if manual else None
+    async with running(handle.authserver_url, db, *flags, clock_url=clock_url) as foreign:
+        yield foreign

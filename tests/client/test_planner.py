@@ -429,3 +429,18 @@ def test_any_history_keeps_plans_in_the_future_and_before_expiry(
         live = s.session_since is not None and s.token is not None and s.dead is None
         if live and not s.refreshing and s.token is not None:
             assert p.at <= max(now, s.token.expire_at)
+
+
+def test_the_reuse_defect_asks_anew_after_every_lost_session() -> None:
+    # The scenarios' no-token-persistence defect (docs/scenarios.md "Defects").
+    s = replace(BASE, token=held(), session_since=NOW - 20)
+    kept, _ = s.session_ended(NOW, Draw())
+    assert plan(kept, NOW + 1).action is Action.CONNECT
+    forgetful = replace(s, policy=replace(POLICY, reuse=False))
+    after, delay = forgetful.session_ended(NOW, Draw())
+    assert delay is not None and after.token is None
+    assert plan(after, NOW + 1).action is Action.ASK
+    # ... but a reconnect to use a new token keeps that new token
+    planned = forgetful.reconnect_planned()
+    after, _ = planned.session_ended(NOW, Draw())
+    assert after.token is not None

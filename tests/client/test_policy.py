@@ -171,3 +171,12 @@ def test_expire_notice_with_spread_stays_within_it_and_before_the_plan() -> None
     for j in range(100):
         planned = decide_refresh(NOW, NOW + 300, p, jitter=j / 100).at
         assert ats[j] <= planned
+
+
+def test_backoff_without_jitter_is_the_full_ceiling_for_everyone() -> None:
+    # The scenarios' no-retry-jitter defect (docs/scenarios.md "Defects"): a fleet that
+    # lost the broker together retries together.
+    b = Backoff(base=0.8, cap=8, jitter=False)
+    delays = {b.delay(0, random.Random(i)) for i in range(50)}
+    assert delays == {0.8}
+    assert b.delay(2, random.Random(0), floor=1) == 1 + 3.2

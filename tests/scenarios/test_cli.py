@@ -89,3 +89,41 @@ def test_registry_is_consistent():
         assert module.DEFAULT_CLIENTS >= 1
         assert callable(module.run) and callable(module.stack_config)
         assert not hasattr(module, "DESCRIPTION")  # one place: DESCRIPTIONS
+
+
+def test_a_defect_run_exits_one_naming_what_caught_it(tmp_path):
+    out = tmp_path / "r.json"
+    proc = _run(
+        "cache-reuse",
+        "--clients",
+        "3",
+        "--set",
+        "defect=no-token-persistence",
+        "--quiet",
+        "--report",
+        str(out),
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    last = proc.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("cache-reuse: FAILED (client restart: no token requests")
+    assert "DEFECT INJECTED" in proc.stdout
+    assert json.loads(out.read_text())["params"]["defect"] == "no-token-persistence"
+
+
+def test_an_unknown_defect_exits_two_listing_the_known_ones():
+    proc = _run("revocation", "--set", "defect=no-cache")
+    assert proc.returncode == 2
+    assert "revocation has no defect 'no-cache'; its defects: broker-ignores-revocations" in (
+        proc.stderr
+    )
+
+
+def test_help_lists_every_defect():
+    from scenarios.base import DEFECTS
+
+    proc = _run("--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    for name, defects in DEFECTS.items():
+        for defect in defects:
+            assert f"{name} {defect}:" in text

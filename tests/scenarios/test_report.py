@@ -12,6 +12,7 @@ from scenarios.report import (
     SCHEMA_VERSION,
     Expectation,
     Mark,
+    Observation,
     ReportError,
     ScenarioReport,
     TimelinePoint,
@@ -124,8 +125,55 @@ def test_summary_table_lists_figures_and_failures():
     text = render_summary(_report(passed=False))
     assert "reconnect_seconds" in text and "1.5" in text
     assert "[FAIL] no upstream applies" in text
-    assert text.rstrip().endswith("reconnect-storm: FAILED")
-    assert render_summary(_report()).rstrip().endswith("PASSED")
+    # the verdict names the expectation that caught it
+    assert text.rstrip().endswith("reconnect-storm: FAILED (no upstream applies: 3 (wanted 0))")
+    assert render_summary(_report()).rstrip().endswith("reconnect-storm: PASSED")
+
+
+def test_observations_are_shown_but_never_a_verdict():
+    r = _report()
+    r.observe(Observation.at_most("all back within 1.3 x N / rate", 4.4, 2.7, "s"))
+    r.skip("appserver_requests", "the AppServer is not ours: no metrics")
+    r.notes.append("created parent topic shop on mqtt-dev")
+    assert r.passed  # a missed timing target does not fail the run
+    doc = json.loads(r.to_json())
+    assert doc["observations"] == [
+        {"name": "all back within 1.3 x N / rate", "met": False, "detail": "4.4 s (target ≤ 2.7 s)"}
+    ]
+    assert doc["not_measured"] == {"appserver_requests": "the AppServer is not ours: no metrics"}
+    assert ScenarioReport.from_dict(doc).to_dict() == doc
+    text = render_summary(r)
+    assert "[miss] all back within 1.3 x N / rate" in text and "not verdicts" in text
+    assert "not measured: appserver_requests: the AppServer is not ours" in text
+    assert "note: created parent topic shop" in text
+    page = render_html(r)
+    assert "Timing (measured, not verdicts)" in page and "not measured: the AppServer" in page
+
+
+def test_fidelity_in_json_summary_and_html():
+    r = _report()
+    r.fidelity = {
+        "available": True,
+        "profile": "provider",
+        "totals": {"retain": 2},
+        "clients": [{"instance_id": "mqtt-dev", "client_id": "GID_a@@@d1", "uses": {"retain": 2}}],
+        "clients_forgotten": 0,
+        "why": {"retain": "published retained: the provider stores no retained message"},
+    }
+    doc = json.loads(r.to_json())
+    assert ScenarioReport.from_dict(doc).fidelity == r.fidelity
+    text = render_summary(r)
+    assert "mqtt-dev GID_a@@@d1: retain x2" in text
+    assert "retain x2: published retained: the provider stores no retained message" in text
+    page = render_html(r)
+    assert "GID_a@@@d1" in page and "the provider stores no retained message" in page
+    r.fidelity = {"available": False, "reason": "external broker: give broker_fidelity_url"}
+    assert "fidelity: not available (external broker" in render_summary(r)
+    assert "not available: external broker" in render_html(r)
+    doc = r.to_dict()
+    doc["fidelity"] = {"profile": "provider"}
+    with pytest.raises(ReportError):
+        ScenarioReport.from_dict(doc)
 
 
 def test_svg_is_well_formed_and_plots_each_series():

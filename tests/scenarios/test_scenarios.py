@@ -45,6 +45,15 @@ async def test_reconnect_storm_small():
     assert f["auth_failures"] == 0
     assert f["connect_latency_p50_ms"] <= f["connect_latency_p99_ms"]
     assert {"retry_stdev_s", "retry_max_bucket_share"} <= set(f)
+    # The clients drew their retries with full jitter: the verdict's measure of it.
+    assert f["retry_delay_stdev_ratio"] >= 0.5
+    # The wall-clock ratio is shown beside its target, never judged.
+    (obs,) = report.observations
+    assert obs.name.startswith("all back within 1.3 x N / raw connect rate")
+    assert not any(e.timing for e in report.expectations)
+    # The broker's fidelity report, read from the child process's stack.
+    assert report.fidelity is not None and report.fidelity["available"] is True
+    assert report.fidelity["profile"] == "provider" and not any(report.fidelity["totals"].values())
     # The stack ran in a child process: both sides' CPU is reported.
     assert report.params["stack"] == "embedded (child process)"
     assert f["client_cpu_seconds"] >= 0 and f["stack_cpu_seconds"] >= 0
@@ -66,6 +75,13 @@ async def test_reconnect_storm_by_broker_restart():
     )
     _ok(report)
     assert report.params["stack"] == "embedded"  # in-process: the other lever path
+    # 10 retries say little about a spread: not judged, and said so.
+    assert (
+        "10 retries"
+        in report.not_measured[
+            "retries drawn with full jitter over the window (delay spread / uniform's)"
+        ]
+    )
     assert report.figures["upstream_applies_during_storm"] == 0
 
 
@@ -95,18 +111,35 @@ async def test_outage_recovery_small():
     assert f["new_clients_503"] >= 1
     assert f["new_clients_connected"] == 30
     assert f["peak_upstream_apply_rate"] <= f["drain_limit_per_s"]
+    assert report.params["clock"] == "manual"
+    # 30 new clients: the drain is sized to them (30 / 5 per s, burst 30 / 10).
+    assert f["drain_limit_per_s"] == 6 + 3
 
 
 async def test_expiry_refresh_small():
     report = await run_scenario(
-        "expiry-refresh", ScenarioParams(clients=10, options={"lifetimes": "2"}, time_scale=60)
+        "expiry-refresh", ScenarioParams(clients=10, options={"lifetimes": "2"})
     )
     _ok(report)
+    # A manual clock, stepped by the run: the chart is in virtual seconds.
+    assert report.params["clock"] == "manual" and report.params["timeline_clock"] == "virtual"
+    assert report.timeline[-1].t >= 2 * 120
     f = report.figures
     assert f["refreshes_upload"] >= 5 and f["refreshes_reconnect"] >= 5  # mixed modes
     assert f["clients_refreshed"] == 10
     assert f["expired_disconnects"] == 0
     assert f["messages_lost"] == 0 and f["messages_acked"] >= 10
+    assert f["expired_in_session"] == 0
+
+
+async def test_expiry_refresh_on_a_scaled_clock_when_asked():
+    """``--time-scale`` still runs it the old way (a scaled clock in this process)."""
+    report = await run_scenario(
+        "expiry-refresh", ScenarioParams(clients=4, options={"lifetimes": "2"}, time_scale=60)
+    )
+    assert report.params["clock"] == "scaled" and report.params["timeline_clock"] == "real"
+    assert report.figures["time_scale"] == 60
+    assert report.figures["clients_refreshed"] == 4
 
 
 async def test_revocation_small():
@@ -154,7 +187,11 @@ async def test_scenario_on_external_endpoints():
     _ok(report)
     assert report.params["stack"] == "external"
     assert "appserver_restart_upstream_applies" not in report.figures
+    assert "appserver_restart: every expectation" in report.not_measured
     assert report.figures["client_restart_upstream_applies"] == 0
+    # An external broker's fidelity report needs its URL: said so, not guessed.
+    assert report.fidelity is not None and report.fidelity["available"] is False
+    assert "broker_fidelity_url" in report.fidelity["reason"]
 
 
 async def test_a_crash_becomes_a_report_with_an_error():
@@ -189,3 +226,40 @@ async def test_scenarios_at_size(name, clients):
     report = await run_scenario(name, ScenarioParams(clients=clients))
     print(json.dumps(report.figures, indent=1))
     _ok(report)
+
+
+async def test_the_report_shows_who_used_what_the_provider_lacks():
+    """The broker's fidelity report (docs/fidelity.md) per client id, in the report of a
+    run against an external broker whose ``/fidelity`` URL is given."""
+    from scenarios.connect_rate import fetch_token
+    from scenarios.env import scenario_stack
+    from sim.customer.client.transport import Connection, parse_broker_url
+
+    config = scenario_stack().with_broker(metrics_port=0)
+    async with embedded_environment(config) as env:
+        token = await fetch_token(env, "GID_fid@@@owner", "fid-secret", ["devices/fid/#"])
+        conn = Connection("GID_fid@@@retainer", on_message=lambda _m: None)
+        await conn.open(
+            parse_broker_url(env.endpoints.broker_url),
+            username=token["username"],
+            password=token["password"],
+        )
+        await conn.publish("devices/fid/x", b"kept?", qos=1, retain=True, ack_timeout=10)
+        await conn.close()
+        assert env.stack is not None and env.stack.broker is not None
+        url = f"http://127.0.0.1:{env.stack.broker.metrics_port}/fidelity"
+        report = await run_scenario(
+            "cache-reuse",
+            ScenarioParams(clients=2, options={"broker_fidelity_url": url}),
+            endpoints=env.endpoints,
+        )
+    _ok(report)
+    fidelity = report.fidelity
+    assert fidelity is not None and fidelity["available"] is True
+    assert fidelity["totals"] == {"retain": 1}
+    assert [c["client_id"] for c in fidelity["clients"]] == ["GID_fid@@@retainer"]
+    assert "the provider stores no retained message" in fidelity["why"]["retain"]
+    from scenarios.report import render_html, render_summary
+
+    assert "mqtt-dev GID_fid@@@retainer: retain x1" in render_summary(report)
+    assert "GID_fid@@@retainer" in render_html(report)

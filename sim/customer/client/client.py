@@ -384,7 +384,7 @@ class TokenClient:
     async def _load_stored(self) -> None:
         """Start from the persisted token if it is for these permissions and still worth
         a CONNECT (SPEC §6: no AppServer request on restart)."""
-        if self._store is None:
+        if self._store is None or not self.config.refresh.reuse:
             return
         cfg, now = self.config, self.clock.now()
         stored = await asyncio.to_thread(self._store.load, cfg.client_id)

@@ -204,6 +204,8 @@ class Situation:
             s = replace(s, attempt=0)
         if self.planned_reconnect:
             return replace(s, retry_at=now), None
+        if not self.policy.reuse:
+            s = replace(s, token=None)  # the reuse defect: the next CONNECT asks anew
         return s._backing_off(now, rng)
 
     def _backing_off(

@@ -53,6 +53,10 @@ class RefreshPolicy:
     ``min_validity``: a stored token with less life than this is not reused on restart.
     ``retry_floor``: when the AppServer keeps returning the same token, never wait past
     ``expiry - retry_floor`` before asking again.
+    ``reuse``: keep a valid token for the next session and read the store at start
+    (SPEC §6).  ``False`` is a *defect switch* of the scenarios (docs/scenarios.md
+    "Defects"), never a setting for real use: a client that asks the AppServer before
+    every CONNECT, as a device without token persistence does.
     """
 
     mode: RefreshMode = "upload"
@@ -60,6 +64,7 @@ class RefreshPolicy:
     spread: float = 0.0
     min_validity: float = 60.0
     retry_floor: float = 5.0
+    reuse: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("upload", "reconnect"):
@@ -163,11 +168,16 @@ class Backoff:
 
     ``attempt`` counts consecutive failures from 0.  ``floor`` is added to every delay
     (a server's ``Retry-After`` goes there), never jittered away.
+
+    ``jitter=False`` is a *defect switch* of the scenarios (docs/scenarios.md "Defects"),
+    never a setting for real use: every delay is the full ceiling, so clients that lost
+    the broker at the same instant retry at the same instant (SPEC §6 asks for jitter).
     """
 
     base: float = 0.5
     cap: float = 30.0
     factor: float = 2.0
+    jitter: bool = True
 
     def __post_init__(self) -> None:
         if not self.base > 0:
@@ -186,4 +196,6 @@ class Backoff:
         return min(self.cap, self.base * self.factor**attempt)
 
     def delay(self, attempt: int, rng: random.Random, *, floor: float = 0.0) -> float:
+        if not self.jitter:
+            return max(0.0, floor) + self.ceiling(attempt)
         return max(0.0, floor) + rng.uniform(0.0, self.ceiling(attempt))
