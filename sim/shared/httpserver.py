@@ -38,8 +38,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import hdrs, web
 from aiohttp import http_exceptions as hx
-from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
@@ -161,13 +161,15 @@ class _GuardedRequestHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if (
+        # The first bytes of a new request start its head's deadline.  When the whole
+        # head is in these bytes (the common case) it is parsed in this same call, so
+        # the deadline is only set, for the same moment, if it is not.
+        starts_head = (
             self._head_due is None
             and data
             and not self._request_in_progress
             and (self._body is None or self._body.is_eof())
-        ):
-            self._head_started()  # the first bytes of a new request
+        )
         parsed = self._request_count
         super().data_received(data)
         if self._request_count != parsed:  # a head (or a parse error) came out
@@ -182,6 +184,8 @@ class _GuardedRequestHandler(RequestHandler):
             # no request inside another's body, but aiohttp 3.14's C parser, having lost
             # a large deflate body that never ends its stream, reports "new requests"
             # while the first waits for the rest of its body forever.
+        elif starts_head and self.transport is not None:
+            self._head_started()  # a head still incomplete
 
     # -- deadlines -----------------------------------------------------------------------
 
@@ -268,7 +272,7 @@ def _expectation_guard(
     error shape.  aiohttp runs a route's expect handler before the app's middleware, and
     answers anything but ``100-continue`` with a plain-text 417 quoting the header."""
 
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+    async def guarded(request: web.BaseRequest) -> web.StreamResponse:
         try:
             return await handler(request)
         except web.HTTPExpectationFailed:
@@ -276,6 +280,13 @@ def _expectation_guard(
             resp = guard.render(request, 417, "unsupported Expect header: only 100-continue")
             resp.force_close()  # the body, if any, was not read
             return resp
+
+    def handle(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        # aiohttp runs an expect handler only for a non-empty Expect header: without
+        # one, the app's handler runs as it is (no coroutine around it per request).
+        if request.headers.get(hdrs.EXPECT):
+            return guarded(request)
+        return handler(request)
 
     return handle
 
