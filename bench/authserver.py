@@ -6,6 +6,10 @@ client is one aiohttp session with N concurrent workers hitting one server at a 
 a fixed duration.  The hello-world answers the very same requests (same path, same body)
 with a constant JSON body, without reading or checking anything.
 
+Besides requests/s (which the shared machine's load moves a lot), each server's CPU
+seconds per answered request are measured (``/proc``): the server-bound ratio, hello's
+CPU per request over the mock's, is the steadier figure of the two.
+
     python bench/authserver.py [--duration 3] [--workers 32] [--rounds 3]
 """
 
@@ -21,13 +25,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
-from sim.shared.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sim.shared.procstats import cpu_seconds  # noqa: E402
+from sim.shared.protocol.signing import LEGACY_APPLY_SIGNED, legacy_sign  # noqa: E402
 
 HELLO = """
 import sys
@@ -53,8 +60,22 @@ asyncio.run(main())
 """
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measurement: answered requests/s and the server's CPU seconds per request."""
+
+    rps: float
+    cpu_per_request: float
+
+
 @contextlib.contextmanager
-def server(cmd: list[str]) -> Iterator[str]:
+def server(cmd: list[str]) -> Iterator[Server]:
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
@@ -68,7 +89,7 @@ def server(cmd: list[str]) -> Iterator[str]:
         line = proc.stdout.readline()
         if "http://" not in line:
             raise RuntimeError(f"server did not start: {line!r}")
-        yield line[line.index("http://") :].split()[0]
+        yield Server(line[line.index("http://") :].split()[0], proc.pid)
     finally:
         proc.terminate()
         try:
@@ -80,8 +101,9 @@ def server(cmd: list[str]) -> Iterator[str]:
 Request = Callable[[aiohttp.ClientSession, str], object]
 
 
-async def measure(url: str, make: Request, workers: int, duration: float) -> float:
-    """Requests/s of ``make`` against ``url``: N workers for ``duration`` seconds."""
+async def measure(target: Server, make: Request, workers: int, duration: float) -> Figure:
+    """``make`` against ``target``: N workers for ``duration`` seconds."""
+    url = target.url
     connector = aiohttp.TCPConnector(limit=workers)
     async with aiohttp.ClientSession(connector=connector) as session:
         for _ in range(20):  # warm up connections and the server
@@ -95,9 +117,12 @@ async def measure(url: str, make: Request, workers: int, duration: float) -> flo
                 await make(session, url)  # type: ignore[misc]
                 done += 1
 
+        cpu0 = cpu_seconds(target.pid)
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(workers)))
-        return done / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(target.pid) - cpu0
+        return Figure(done / elapsed, cpu / max(done, 1))
 
 
 def apply_params() -> dict[str, str]:
@@ -138,7 +163,8 @@ async def run(args: argparse.Namespace) -> None:
             "--no-rate-limits",
         ]
         hello_cmd = [sys.executable, "-c", HELLO]
-        with server(mock_cmd) as mock_url, server(hello_cmd) as hello_url:
+        with server(mock_cmd) as mock, server(hello_cmd) as hello:
+            mock_url = mock.url
             async with (
                 aiohttp.ClientSession() as s,
                 s.post(f"{mock_url}/token/apply", data=apply_form) as r,
@@ -162,14 +188,25 @@ async def run(args: argparse.Namespace) -> None:
             )
             rows = []
             for name, make in (("apply", apply), ("query", query)):
-                hellos, mocks = [], []
+                hellos: list[Figure] = []
+                mocks: list[Figure] = []
                 for _ in range(args.rounds):  # alternate, so noise hits both alike
-                    hellos.append(await measure(hello_url, make, args.workers, args.duration))
-                    mocks.append(await measure(mock_url, make, args.workers, args.duration))
-                rows.append((name, statistics.median(mocks), statistics.median(hellos)))
+                    hellos.append(await measure(hello, make, args.workers, args.duration))
+                    mocks.append(await measure(mock, make, args.workers, args.duration))
+                rows.append((name, mocks, hellos))
             print(f"{'operation':<10}{'mock req/s':>12}{'hello req/s':>13}{'ratio':>8}")
-            for name, mock, hello in rows:
-                print(f"{name:<10}{mock:>12.0f}{hello:>13.0f}{mock / hello:>8.2f}")
+            for name, mocks, hellos in rows:
+                mock_rps = statistics.median(f.rps for f in mocks)
+                hello_rps = statistics.median(f.rps for f in hellos)
+                print(f"{name:<10}{mock_rps:>12.0f}{hello_rps:>13.0f}{mock_rps / hello_rps:>8.2f}")
+            print("server CPU per request (median of the rounds):")
+            for name, mocks, hellos in rows:
+                mock_us = statistics.median(f.cpu_per_request for f in mocks) * 1e6
+                hello_us = statistics.median(f.cpu_per_request for f in hellos) * 1e6
+                print(
+                    f"{name:<10} hello {hello_us:4.0f} us, mock {mock_us:4.0f} us "
+                    f"-> server-bound ratio {hello_us / mock_us:.2f}"
+                )
 
 
 def main() -> None:

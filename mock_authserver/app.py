@@ -97,8 +97,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         ):
             raise AdminForbidden("the admin API answers loopback peers only")
         if request.body_exists:
-            problem = content_coding_problem(request.headers.getall("Content-Encoding", []))
-            if problem is not None:
+            codings = request.headers.getall("Content-Encoding", ())
+            if codings and (problem := content_coding_problem(codings)) is not None:
                 raise ParameterError(problem)
         response = await handler(request)
     except AuthServerError as err:
@@ -120,9 +120,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     close_if_body_unsettled(request, response)
     op = request.get(OPERATION)
     if op is not None:
-        metrics = request.app[METRICS]
-        metrics.requests.labels(op, request.get(CODE, "200")).inc()
-        metrics.latency.labels(op).observe(time.perf_counter() - started)
+        request.app[METRICS].record(op, request.get(CODE, "200"), time.perf_counter() - started)
     return response
 
 

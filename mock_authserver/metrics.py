@@ -33,9 +33,23 @@ class Metrics:
         self.feed_seq = Gauge(
             "mqtt_authserver_feed_seq", "Last sequence number of the feed.", registry=self.registry
         )
+        #: (operation, code) -> the two labelled series :meth:`record` updates.  Looking a
+        #: series up by its labels costs more than updating it, on every request; the
+        #: keys are bounded (operations x the error tree's codes).
+        self._series: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         # Pre-create the success series so a scrape shows them at zero.
         for op in ("apply", "revoke", "query"):
             self.requests.labels(op, "200")
+
+    def record(self, operation: str, code: str, seconds: float) -> None:
+        """One answered token API request: its count by code, its handling time."""
+        series = self._series.get((operation, code))
+        if series is None:
+            series = (self.requests.labels(operation, code), self.latency.labels(operation))
+            self._series[(operation, code)] = series
+        count, latency = series
+        count.inc()
+        latency.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

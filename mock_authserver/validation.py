@@ -81,11 +81,12 @@ def require(params: Mapping[str, str], name: str) -> str:
 def parse_actions(value: str, name: str = "actions", *, any_order: bool = False) -> frozenset[str]:
     """``R``, ``W`` or ``R,W``; with ``any_order`` (the legacy API, whose signing rule
     sorts multi-valued parameters) also ``W,R``."""
-    key = ",".join(sorted(value.split(","))) if any_order else value
-    try:
-        return ACTIONS[key]
-    except KeyError:
-        raise InvalidParameter(name, f"{name} must be R, W or R,W, got {value[:20]!r}") from None
+    actions = ACTIONS.get(value)
+    if actions is None and any_order:
+        actions = ACTIONS.get(",".join(sorted(value.split(","))))
+    if actions is None:
+        raise InvalidParameter(name, f"{name} must be R, W or R,W, got {value[:20]!r}")
+    return actions
 
 
 def parse_resources(

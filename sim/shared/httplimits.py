@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,7 @@ def http_limits_from_args(args: argparse.Namespace) -> HttpLimits:
     return HttpLimits(**{name: getattr(args, name) for _, name, _ in _FLAGS})
 
 
-def content_coding_problem(values: list[str]) -> str | None:
+def content_coding_problem(values: Sequence[str]) -> str | None:
     """Why a request with these ``Content-Encoding`` header values is refused, or None.
 
     One coding from :data:`ACCEPTED_CONTENT_CODINGS`, case-insensitive.  A list of

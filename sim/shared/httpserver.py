@@ -38,8 +38,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import hdrs, web
 from aiohttp import http_exceptions as hx
-from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
@@ -127,11 +127,21 @@ class _Guard:
 
 
 class _GuardedRequestHandler(RequestHandler):
-    """aiohttp's request handler with header and body deadlines (module docstring)."""
+    """aiohttp's request handler with header and body deadlines (module docstring).
+
+    The header deadline is kept lazily: a request in flight only stores its deadline
+    (``_head_due``) and clears it when its head is parsed; the one timer of the
+    connection is not cancelled and re-armed per request (a heap push, and later a
+    heap clean-up, for every request on the event loop) but, when it fires, re-arms
+    itself for the deadline of the moment, or goes away if no head is pending.  The
+    connection is closed at the same moment as with a timer per request."""
 
     def __init__(self, manager: web.Server, *, guard: _Guard, **kwargs: Any):
         super().__init__(manager, **kwargs)
         self._guard = guard
+        self._header_timeout = guard.limits.header_timeout_s
+        #: Loop time by which the pending request head must be complete; None: none pending.
+        self._head_due: float | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body: StreamReader | None = None
@@ -140,49 +150,61 @@ class _GuardedRequestHandler(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._arm_header_timer()  # a connection that never sends a whole head is closed
+        self._head_started()  # a connection that never sends a whole head is closed
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._cancel_header_timer()
+        self._head_due = None
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
         self._watch_body(None)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if (
-            data
-            and self._header_timer is None
+        # The first bytes of a new request start its head's deadline.  When the whole
+        # head is in these bytes (the common case) it is parsed in this same call, so
+        # the deadline is only set, for the same moment, if it is not.
+        starts_head = (
+            self._head_due is None
+            and data
             and not self._request_in_progress
             and (self._body is None or self._body.is_eof())
-        ):
-            self._arm_header_timer()  # the first bytes of a new request
+        )
         parsed = self._request_count
         super().data_received(data)
         if self._request_count != parsed:  # a head (or a parse error) came out
-            self._cancel_header_timer()
+            self._head_due = None
             if self._body is None or self._body.is_eof():
-                self._watch_body(self._messages[-1][1] if self._messages else None)
+                payload = self._messages[-1][1] if self._messages else None
+                if payload is not None and not payload.is_eof():
+                    self._watch_body(payload)
+                elif self._body is not None or self._body_timer is not None:
+                    self._watch_body(None)
             # else: a body still unfinished keeps its deadline.  HTTP/1.1 framing puts
             # no request inside another's body, but aiohttp 3.14's C parser, having lost
             # a large deflate body that never ends its stream, reports "new requests"
             # while the first waits for the rest of its body forever.
+        elif starts_head and self.transport is not None:
+            self._head_started()  # a head still incomplete
 
     # -- deadlines -----------------------------------------------------------------------
 
-    def _arm_header_timer(self) -> None:
-        self._cancel_header_timer()
-        self._header_timer = self._loop.call_later(
-            self._guard.limits.header_timeout_s, self._headers_late
-        )
+    def _head_started(self) -> None:
+        self._head_due = due = self._loop.time() + self._header_timeout
+        if self._header_timer is None:
+            self._header_timer = self._loop.call_at(due, self._check_head)
 
-    def _cancel_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _headers_late(self) -> None:
+    def _check_head(self) -> None:
+        """The connection's header timer: close if the pending head is late, re-arm if
+        one is pending but not yet due (the deadline moved on since the timer was set)."""
         self._header_timer = None
-        if self.transport is None:
+        due = self._head_due
+        if due is None or self.transport is None:
+            return  # no head pending: the next request's first bytes arm a timer again
+        if self._loop.time() < due:
+            self._header_timer = self._loop.call_at(due, self._check_head)
             return
+        self._head_due = None
         self._guard.stats.header_timeouts += 1
         log.debug("closing a connection whose request headers are late")
         self.force_close()
@@ -250,7 +272,7 @@ def _expectation_guard(
     error shape.  aiohttp runs a route's expect handler before the app's middleware, and
     answers anything but ``100-continue`` with a plain-text 417 quoting the header."""
 
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+    async def guarded(request: web.BaseRequest) -> web.StreamResponse:
         try:
             return await handler(request)
         except web.HTTPExpectationFailed:
@@ -258,6 +280,13 @@ def _expectation_guard(
             resp = guard.render(request, 417, "unsupported Expect header: only 100-continue")
             resp.force_close()  # the body, if any, was not read
             return resp
+
+    def handle(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        # aiohttp runs an expect handler only for a non-empty Expect header: without
+        # one, the app's handler runs as it is (no coroutine around it per request).
+        if request.headers.get(hdrs.EXPECT):
+            return guarded(request)
+        return handler(request)
 
     return handle
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.web_protocol import RequestHandler
 
 from sim.harness.stack import Part, StackConfig, run_stack
 from sim.shared.clock import ManualClock
@@ -183,6 +184,54 @@ async def test_an_idle_keepalive_connection_is_closed(kind, tmp_path):
         assert await conn.closed_by_server(), "an idle keep-alive connection stayed open"
         assert s.stats.header_timeouts == 0
         await conn.close()
+
+
+@KINDS
+async def test_a_late_head_on_a_used_keepalive_connection_is_cut(kind, tmp_path):
+    """The header deadline runs from the first byte of each later request too: a client
+    that was served at once and then dribbles its next head is cut."""
+    limits = HttpLimits(header_timeout_s=FAST, body_timeout_s=SLOW, idle_timeout_s=SLOW)
+    async with served(kind, tmp_path, limits) as s:
+        conn = await RawConn.open(s.port)
+        for _ in range(3):
+            await conn.send(b"GET /admin/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await conn.response()).status == 200
+        head = b"GET /admin/health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+        assert await conn.dribble(head), "a slow head after served requests was not cut"
+        assert s.stats.header_timeouts == 1
+        await conn.close()
+
+
+@KINDS
+async def test_requests_on_a_keepalive_connection_schedule_no_timer_each(
+    kind, tmp_path, monkeypatch
+):
+    """The header deadline costs no event-loop timer per request: a connection serving
+    many requests schedules a bounded number of timers (the header watchdog's and
+    aiohttp's keep-alive, each re-armed lazily), not one per request -- each scheduled
+    timer is a heap push on the loop, and a cancelled one a heap clean-up later."""
+    limits = HttpLimits(header_timeout_s=SLOW, body_timeout_s=SLOW, idle_timeout_s=SLOW)
+    async with served(kind, tmp_path, limits) as s:
+        loop = asyncio.get_running_loop()
+        real_call_at = loop.call_at
+        by_server: list[str] = []
+
+        def counting_call_at(when: float, callback: Any, *args: Any, **kw: Any) -> Any:
+            if isinstance(getattr(callback, "__self__", None), RequestHandler):
+                by_server.append(callback.__name__)
+            return real_call_at(when, callback, *args, **kw)
+
+        conn = await RawConn.open(s.port)
+        await conn.send(b"GET /admin/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await conn.response()).status == 200
+        monkeypatch.setattr(loop, "call_at", counting_call_at)  # call_later goes through it
+        requests = 50
+        for _ in range(requests):
+            await conn.send(b"GET /admin/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await conn.response()).status == 200
+        monkeypatch.undo()
+        await conn.close()
+    assert len(by_server) <= 2, f"{len(by_server)} timers for {requests} requests: {by_server}"
 
 
 # -- item: no credential in a 400 body or a log line ----------------------------------------

@@ -143,6 +143,26 @@ def test_provider_rule_is_mqtt_rule_plus_length_and_characters(text):
     assert got is expect
 
 
+@given(st.text(alphabet="ab-_/+#.:\x00é", max_size=70), st.booleans())
+def test_provider_rule_on_wildcard_heavy_text(text, is_filter):
+    """The same oracle on the characters where the rules meet (wildcards, separators,
+    one character too many): the one-match fast path accepts exactly what the rules do,
+    topics and filters alike."""
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/+#")
+    try:
+        (validate_filter if is_filter else validate_topic)(text)
+        mqtt_ok = True
+    except InvalidTopic:
+        mqtt_ok = False
+    expect = mqtt_ok and len(text) <= 64 and set(text) <= allowed
+    try:
+        assert validate_provider_topic(text, filter=is_filter) == text
+        got = True
+    except InvalidTopic:
+        got = False
+    assert got is expect
+
+
 @pytest.mark.parametrize(
     ("text", "is_filter", "fragment"),
     [

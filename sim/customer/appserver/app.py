@@ -101,13 +101,8 @@ def _error_response(
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await _answer(request, handler)
-    close_if_body_unsettled(request, response)
-    return response
-
-
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The handler's answer, or its error rendered (the middleware's one voice)."""
+    """The handler's answer, or its error rendered (the middleware's one voice); the
+    connection closed after it if the request's body is still unsettled."""
     try:
         if (
             request.path.startswith("/admin")
@@ -116,17 +111,17 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         ):
             raise Forbidden("the admin API answers loopback clients only")
         if request.body_exists:
-            problem = content_coding_problem(request.headers.getall("Content-Encoding", []))
-            if problem is not None:
+            codings = request.headers.getall("Content-Encoding", ())
+            if codings and (problem := content_coding_problem(codings)) is not None:
                 raise BadRequest(problem)
-        return await handler(request)
+        response = await handler(request)
     except AppServerError as exc:
         headers: dict[str, str] = {}
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = 'Basic realm="mqtt-token-sim"'
         if isinstance(exc, ServiceUnavailable):
             headers["Retry-After"] = str(exc.retry_after)
-        return _error_response(exc.http_status, exc.code, exc.message, headers)
+        response = _error_response(exc.http_status, exc.code, exc.message, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -137,25 +132,27 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status == 408:  # sim.shared.httpserver: the body was late
             limit = request.app[CONFIG].http.body_timeout_s
             message = f"the request body did not arrive within {limit:g} s"
-        return _error_response(
+        response = _error_response(
             exc.status, _HTTP_CODES.get(exc.status, "http_error"), message, headers
         )
     except web.RequestPayloadError as exc:  # a body that breaks off or does not decode
-        return _error_response(400, "bad_request", client_error_message(exc.__cause__))
+        response = _error_response(400, "bad_request", client_error_message(exc.__cause__))
     except ConnectionResetError:  # the client left mid-request: nobody to answer
         log.debug("client left during %s %s", request.method, request.path)
-        return _error_response(400, "bad_request", "the client closed the connection")
+        response = _error_response(400, "bad_request", "the client closed the connection")
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error_response(500, "internal", "internal error")
+        response = _error_response(500, "internal", "internal error")
+    close_if_body_unsettled(request, response)
+    return response
 
 
-async def _read_json(request: web.Request) -> bytes:
-    """The raw body (``read()`` raises 413 past ``client_max_size``), refused if its
-    JSON would nest deeper than :data:`~sim.shared.httplimits.MAX_JSON_DEPTH`."""
-    raw = await request.read()
+def _shallow(raw: bytes) -> bytes:
+    """The raw body, refused if its JSON would nest deeper than
+    :data:`~sim.shared.httplimits.MAX_JSON_DEPTH` (read it with ``request.read()``,
+    which raises 413 past ``client_max_size``)."""
     try:
         check_json_depth(raw)
     except JsonTooDeep as exc:
@@ -164,7 +161,7 @@ async def _read_json(request: web.Request) -> bytes:
 
 
 async def _json_body(request: web.Request) -> object:
-    return parse_json(await _read_json(request))
+    return parse_json(_shallow(await request.read()))
 
 
 def http_layer_error_response(request: web.BaseRequest, status: int, message: str) -> web.Response:
@@ -219,7 +216,7 @@ async def post_token(request: web.Request) -> web.Response:
     try:
         client_id, secret = parse_basic_auth(request.headers.get("Authorization"))
         account = await service.authenticate(client_id, secret)
-        token_request = parse_token_body(await _read_json(request))
+        token_request = parse_token_body(_shallow(await request.read()))
         issued = await service.issue(account, token_request)
     except AppServerError as exc:
         outcomes[_OUTCOMES.get(exc.http_status, "error")].inc()

@@ -59,6 +59,17 @@ class Metrics:
             "asks that waited on another ask's apply for the same key",
             registry=r,
         )
+        self.secret_verifications = Counter(
+            "appserver_secret_verifications",
+            "slow secret hashes run to check a client's credentials (the verified cache "
+            "could not answer)",
+            registry=r,
+        )
+        self.verification_joined = Counter(
+            "appserver_verification_joined",
+            "credential checks that waited on an identical check's slow hash",
+            registry=r,
+        )
         self.breaker_state = Gauge(
             "appserver_breaker_state", "circuit breaker: 0 closed, 1 half-open, 2 open", registry=r
         )

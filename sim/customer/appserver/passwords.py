@@ -18,7 +18,7 @@ import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["VerifiedCache", "dummy_hash", "hash_secret", "verify_secret"]
+__all__ = ["VerifiedCache", "dummy_hash", "hash_cost", "hash_secret", "verify_secret"]
 
 _R = 8
 _P = 1
@@ -60,6 +60,13 @@ def verify_secret(secret: str, encoded: str) -> bool:
     return hmac.compare_digest(_scrypt(secret, salt, cost, r, p), expected)
 
 
+def hash_cost(encoded: str) -> int | None:
+    """The log2 N a :func:`hash_secret` string was made with; None if it is not one."""
+    scheme, _, rest = encoded.partition("$")
+    cost, _, _ = rest.partition("$")
+    return int(cost) if scheme == "scrypt" and cost.isascii() and cost.isdigit() else None
+
+
 _DUMMY: dict[int, str] = {}
 
 
@@ -87,12 +94,13 @@ class VerifiedCache:
         self._key = secrets.token_bytes(32) if key is None else key[:64]
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
 
-    def _digest(self, client_id: str, secret: str) -> bytes:
+    def digest(self, client_id: str, secret: str) -> bytes:
+        """The keyed digest a (client id, secret) pair is known by (never the plaintext)."""
         msg = client_id.encode("utf-8") + b"\x00" + secret.encode("utf-8")
         return hashlib.blake2b(msg, key=self._key, digest_size=32).digest()
 
     def check(self, client_id: str, secret: str, secret_hash: str, now: float) -> bool:
-        digest = self._digest(client_id, secret)
+        digest = self.digest(client_id, secret)
         entry = self._entries.get(digest)
         if entry is None:
             return False
@@ -103,7 +111,7 @@ class VerifiedCache:
         return True
 
     def remember(self, client_id: str, secret: str, secret_hash: str, now: float) -> None:
-        digest = self._digest(client_id, secret)
+        digest = self.digest(client_id, secret)
         self._entries[digest] = _Entry(client_id, secret_hash, now + self.ttl_s)
         self._entries.move_to_end(digest)
         while len(self._entries) > self.max_entries:

@@ -46,7 +46,7 @@ from .errors import (
     UpstreamError,
 )
 from .metrics import Metrics
-from .passwords import VerifiedCache, dummy_hash, hash_secret, verify_secret
+from .passwords import VerifiedCache, dummy_hash, hash_cost, hash_secret, verify_secret
 from .policy import (
     Account,
     AccountBody,
@@ -133,6 +133,8 @@ class TokenService:
         self.bucket = TokenBucket(config.drain_rate_per_s, config.drain_burst, clock.now())
         self.verified = VerifiedCache(config.credential_cache_s, config.credential_cache_size)
         self._inflight: dict[TokenKey, asyncio.Task[Issued]] = {}
+        #: Secret checks in flight, by (keyed digest of client id and secret, hash).
+        self._verifying: dict[tuple[bytes, str], asyncio.Future[bool]] = {}
         #: Applies waiting for a drain slot right now (the backlog).
         self.draining = 0
         m = self.metrics
@@ -149,7 +151,8 @@ class TokenService:
         """The account of ``client_id`` if ``secret`` is its secret; else 401.
 
         A verified pair is remembered (keyed by a keyed hash, never the plaintext) for
-        ``credential_cache_s``, so the slow hash runs once per client per period.
+        ``credential_cache_s``, so the slow hash runs once per client per period; and
+        concurrent checks of one pair share one run of it (:meth:`_verify`).
         """
         account = self.accounts.get(client_id)
         now = self.clock.now()
@@ -158,7 +161,7 @@ class TokenService:
                 encoded = str(await self._run_blocking(dummy_hash, self.config.password_hash_cost))
             else:
                 encoded = account.secret_hash
-            ok = await self._run_blocking(verify_secret, secret, encoded)
+            ok = await self._verify(client_id, secret, encoded)
             current = self.accounts.get(client_id)
             if (
                 not ok
@@ -172,6 +175,37 @@ class TokenService:
         if not account.enabled:
             raise AccountDisabled(f"account {client_id!r} is disabled")
         return account
+
+    async def _verify(self, client_id: str, secret: str, encoded: str) -> bool:
+        """``verify_secret(secret, encoded)`` in a worker thread, once for all concurrent
+        checks of the same (client id, secret, stored hash).
+
+        A thousand devices of one client id starting at once (SPEC §5) would otherwise
+        run a thousand slow hashes before the first result lands in the verified cache.
+        The flight is keyed by the cache's keyed digest of (client id, secret) and the
+        hash verified against, so only checks that must give the same answer share one:
+        a wrong secret never shares a right one's success, and a check against a
+        changed hash runs on its own.  Shielded: a client that hangs up does not cancel
+        the check for the others.  An unknown client id is checked against the dummy
+        hash the same way, so it still costs what a wrong secret costs.
+        """
+        key = (self.verified.digest(client_id, secret), encoded)
+        flight = self._verifying.get(key)
+        if flight is None:
+            loop = asyncio.get_running_loop()
+            flight = loop.run_in_executor(None, verify_secret, secret, encoded)
+            self._verifying[key] = flight
+            flight.add_done_callback(functools.partial(self._verify_done, key))
+            self.metrics.secret_verifications.inc()
+        else:
+            self.metrics.verification_joined.inc()
+        return await asyncio.shield(flight)
+
+    def _verify_done(self, key: tuple[bytes, str], flight: asyncio.Future[bool]) -> None:
+        if self._verifying.get(key) is flight:
+            del self._verifying[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: every waiter may have gone
 
     # -- tokens -----------------------------------------------------------------------------
 
@@ -303,8 +337,26 @@ class TokenService:
     def token_count(self, client_id: str) -> int:
         return len(self._by_account.get(client_id, ()))
 
-    async def _hash(self, secret: str) -> str:
-        return str(await self._run_blocking(hash_secret, secret, self.config.password_hash_cost))
+    async def _hash(self, client_id: str, secret: str | None) -> str | None:
+        """The hash to store for ``secret`` (None: no secret given, keep the stored one).
+
+        A secret the account already has -- it was verified against the stored hash
+        within ``credential_cache_s``, and that hash is of the configured cost -- keeps
+        its hash, and with it its clients' verified credentials: re-putting accounts
+        unchanged (a provisioning run, a bulk re-import) must not send every client of
+        them through the slow hash again at once.  Anything else gets a fresh salted
+        hash (and the account change forgets the remembered pairs)."""
+        if secret is None:
+            return None
+        cost = self.config.password_hash_cost
+        existing = self.accounts.get(client_id)
+        if (
+            existing is not None
+            and hash_cost(existing.secret_hash) == cost
+            and self.verified.check(client_id, secret, existing.secret_hash, self.clock.now())
+        ):
+            return existing.secret_hash
+        return str(await self._run_blocking(hash_secret, secret, cost))
 
     async def put_account(self, client_id: str, body: AccountBody) -> tuple[Account, bool, Change]:
         """Create or update; tokens the account may no longer hold are taken out."""
@@ -312,7 +364,7 @@ class TokenService:
         existing = self.accounts.get(client_id)
         if existing is None and body.secret is None:
             raise BadRequest("a new account needs a secret")
-        secret_hash = await self._hash(body.secret) if body.secret is not None else None
+        secret_hash = await self._hash(client_id, body.secret)
         existing = self.accounts.get(client_id)  # may have changed while hashing
         account = self._merge(client_id, existing, secret_hash, body)
         change = self._change([(existing, account)])
@@ -364,9 +416,7 @@ class TokenService:
             if body.secret is None and client_id not in self.accounts:
                 raise BadRequest(f"accounts[{i}]: a new account needs a secret")
             parsed[client_id] = body
-        hashes = await asyncio.gather(
-            *(self._hash(b.secret) if b.secret is not None else _none() for b in parsed.values())
-        )
+        hashes = await asyncio.gather(*(self._hash(c, b.secret) for c, b in parsed.items()))
         # From here on, no await until the commit: the merge reads the accounts of now.
         merged = []
         for (client_id, body), secret_hash in zip(parsed.items(), hashes, strict=True):
@@ -461,7 +511,3 @@ class TokenService:
         m.draining.set(self.draining)
         m.accounts.set(len(self.accounts))
         m.pending_revocations.set(len(self.revocations))
-
-
-async def _none() -> None:
-    return None

@@ -61,7 +61,8 @@ def percent_encode(value: str) -> str:
 
 
 def _b64_hmac_sha1(key: str, message: str) -> str:
-    digest = hmac.new(key.encode("utf-8"), message.encode("utf-8"), hashlib.sha1).digest()
+    # hmac.digest: OpenSSL's one-shot HMAC, no Python HMAC object per signature.
+    digest = hmac.digest(key.encode("utf-8"), message.encode("utf-8"), "sha1")
     return base64.b64encode(digest).decode("ascii")
 
 
@@ -88,7 +89,9 @@ def legacy_signed_value(value: str) -> str:
 def legacy_string_to_sign(params: Mapping[str, str]) -> str:
     """``key=value`` with the raw value (:func:`legacy_signed_value`), pairs sorted,
     joined with ``&``."""
-    return "&".join(sorted(f"{k}={legacy_signed_value(v)}" for k, v in params.items()))
+    return "&".join(
+        sorted([f"{k}={legacy_signed_value(v) if ',' in v else v}" for k, v in params.items()])
+    )
 
 
 def legacy_sign(params: Mapping[str, str], secret: str) -> str:
@@ -176,11 +179,8 @@ def v3_string_to_sign(canonical_request: str) -> str:
 
 
 def v3_sign(canonical_request: str, secret: str) -> str:
-    return hmac.new(
-        secret.encode("utf-8"),
-        v3_string_to_sign(canonical_request).encode("utf-8"),
-        hashlib.sha256,
-    ).hexdigest()
+    message = v3_string_to_sign(canonical_request).encode("utf-8")
+    return hmac.digest(secret.encode("utf-8"), message, "sha256").hex()
 
 
 def v3_verify(canonical_request: str, secret: str, signature: str) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import secrets
@@ -100,7 +99,7 @@ class TokenCodec:
         kid = self._current.encode()
         body = json.dumps(claims.to_json(), separators=(",", ":"), sort_keys=True).encode()
         head = bytes([_VERSION, len(kid)]) + kid + body
-        mac = hmac.new(self._keys[self._current], head, hashlib.sha256).digest()[:_MAC_BYTES]
+        mac = hmac.digest(self._keys[self._current], head, "sha256")[:_MAC_BYTES]
         return base64.b64encode(head + mac).decode("ascii")
 
     def decode(self, token: str) -> TokenClaims:
@@ -115,7 +114,7 @@ class TokenCodec:
         # One spelling per token: Base64 decoding forgives extra or missing padding and
         # non-zero unused bits, so a token is accepted only as :meth:`encode` wrote it
         # (else one token has many texts: many cache entries, many revocation keys).
-        if not hmac.compare_digest(base64.b64encode(raw), text):
+        if not hmac.compare_digest(binascii.b2a_base64(raw, newline=False), text):
             raise InvalidToken("token is not a token")
         if len(raw) < 2 + _MAC_BYTES or raw[0] != _VERSION:
             raise InvalidToken("token is not a token")
@@ -127,7 +126,7 @@ class TokenCodec:
         key = self._keys.get(kid)
         if key is None:
             raise InvalidToken("token was not issued here")
-        expected = hmac.new(key, head, hashlib.sha256).digest()[:_MAC_BYTES]
+        expected = hmac.digest(key, head, "sha256")[:_MAC_BYTES]
         if not hmac.compare_digest(expected, mac):
             raise InvalidToken("token signature does not match")
         try:

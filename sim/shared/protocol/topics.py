@@ -47,6 +47,11 @@ PARENT_TOPIC_CHARS = (3, 64)
 _NAME = re.compile(r"[A-Za-z0-9_-]*")
 _TOPIC = re.compile(r"[A-Za-z0-9_/-]*")
 _FILTER = re.compile(r"[A-Za-z0-9_/+#-]*")
+#: A topic filter the provider accepts, wildcards placed as MQTT requires (``+`` a whole
+#: level, ``#`` a whole last level): the common case of :func:`validate_provider_topic`
+#: in one match.  Levels are ``/``-separated and the alternatives of a level disjoint,
+#: so the match never backtracks far (and the text is at most 64 characters).
+_PROVIDER_FILTER = re.compile(r"(?:(?:[A-Za-z0-9_-]*|\+)/)*(?:[A-Za-z0-9_-]*|[+#])")
 #: The second level of a P2P topic ``<parentTopic>/p2p/<targetClientId>`` (SPEC §4a,
 #: the provider's P2P messaging doc).
 P2P_LEVEL = "p2p"
@@ -164,6 +169,16 @@ def validate_provider_topic(text: str, *, filter: bool) -> str:
     registered parent topic is a separate check (:func:`parent_topic_of`).  ``$SYS``
     topics are the broker's own and are not subject to this rule.
     """
+    # Fast path (the token API checks every resource of every apply, the broker every
+    # topic): a well-formed one is known valid by one match; anything else goes through
+    # the checks below, which say what is wrong.  Within these characters and 64 of them
+    # the generic MQTT checks (NUL, UTF-8, 65,535 bytes) cannot fail.
+    if (
+        isinstance(text, str)
+        and 0 < len(text) <= MAX_PROVIDER_TOPIC_CHARS
+        and (_PROVIDER_FILTER if filter else _TOPIC).fullmatch(text) is not None
+    ):
+        return text
     what = "topic filter" if filter else "topic"
     if not isinstance(text, str):
         raise InvalidTopic(f"{what} must be a string")
