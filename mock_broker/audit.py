@@ -474,6 +474,8 @@ class DeviceAudit:
         self._open: dict[str, _MassLoss] = {}  # namespace -> the mass loss still growing
         self._following: list[_MassLoss] = []  # closed, waiting for returns
         self._awaited: dict[tuple[str, str], _MassLoss] = {}  # client -> its mass loss
+        #: no window or follow period ends before this moment (``_settle`` is a no-op)
+        self._settle_after = math.inf
         self._seq = 0
         self.on_finding: Callable[[Rule], object] | None = None
 
@@ -492,12 +494,15 @@ class DeviceAudit:
         key = (namespace, client_id[:_MAX_ID_CHARS])
         rec = self._record(key)
         self._attempt(now, key, rec)
-        now_ms = _ms(now)
         for token_type, claims in tokens.items():
-            self._old_after_upload(now_ms, key, rec, token_type, claims.token_id)
+            if rec.uploaded is not None:
+                self._old_after_upload(_ms(now), key, rec, token_type, claims.token_id)
             prev = rec.held.get(token_type)
-            if prev is not None and prev.token_id != claims.token_id:
-                self._judge_new_token(now_ms, key, prev, claims, is_revoked)
+            if prev is not None and prev.token_id == claims.token_id:
+                prev.dead = False  # the same token again (a reconnect): the same record
+                continue
+            if prev is not None:
+                self._judge_new_token(_ms(now), key, prev, claims, is_revoked)
             rec.held[token_type] = _Held(
                 claims.token_id, claims.issued_ms, claims.expire_ms, _scope(claims)
             )
@@ -719,6 +724,7 @@ class DeviceAudit:
             mass = None
         if mass is None:
             mass = self._open[namespace] = _MassLoss(namespace, now)
+            self._settle_after = min(self._settle_after, now + b.lockstep_window_s)
         mass.losses += 1
         if key[1] not in mass.members and len(mass.members) < b.lockstep_max_members:
             old = self._awaited.get(key)
@@ -733,13 +739,17 @@ class DeviceAudit:
             self._forget_mass(mass)
             return
         self._following.append(mass)
+        self._settle_after = min(self._settle_after, mass.start + self.bounds.lockstep_follow_s)
         if len(self._following) > self.bounds.lockstep_max_events:
             self._close_mass(self._following[0], now)
         if mass.returned == len(mass.members):
             self._close_mass(mass, now)
 
     def _settle(self, now: float) -> None:
-        """Close the windows and follow periods that are over."""
+        """Close the windows and follow periods that are over (on every CONNECT and
+        loss: nothing to do, in one comparison, until the first of them ends)."""
+        if now <= self._settle_after:
+            return
         b = self.bounds
         for namespace, mass in list(self._open.items()):
             if now - mass.start > b.lockstep_window_s:
@@ -748,6 +758,13 @@ class DeviceAudit:
         for mass in list(self._following):
             if now - mass.start > b.lockstep_follow_s:
                 self._close_mass(mass, now)
+        self._settle_after = min(
+            (
+                *(m.start + b.lockstep_window_s for m in self._open.values()),
+                *(m.start + b.lockstep_follow_s for m in self._following),
+            ),
+            default=math.inf,
+        )
 
     def _close_mass(self, mass: _MassLoss, now: float) -> None:
         if mass in self._following:
