@@ -261,6 +261,23 @@ def test_a_mass_disconnect_is_judged_once_complete_and_kept() -> None:
     assert report.totals["reconnect-lockstep"] == 1
 
 
+def test_stragglers_that_never_return_close_the_mass_when_its_follow_period_ends() -> None:
+    """The audit settles its windows only when one is due (one comparison per CONNECT
+    otherwise): a mass whose last clients never come back is still judged, at the first
+    event after its follow period, and not before."""
+    audit = _mass(list(range(25)))  # 30 lost, 25 back in order, 5 never
+    follow = AuditBounds().lockstep_follow_s
+    early = T0 + 10 + follow - 1
+    audit.connected(early, NS, "GID_a@@@other", {"RW": claims("o")})
+    (pending,) = audit.report(early).by_rule(Rule.RECONNECT_LOCKSTEP)
+    assert pending.evidence.get("complete") is False  # still followed
+    later = T0 + 10 + follow + 1
+    audit.connected(later, NS, "GID_a@@@other2", {"RW": claims("o2")})  # settles it
+    (f,) = audit.report(later).by_rule(Rule.RECONNECT_LOCKSTEP)
+    assert "complete" not in f.evidence
+    assert (f.evidence["lost"], f.evidence["returned"]) == (30, 25)
+
+
 def test_losses_spread_over_time_are_no_mass_disconnect() -> None:
     audit = DeviceAudit()
     for c in range(30):
