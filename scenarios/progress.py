@@ -35,14 +35,15 @@ class NullProgress:
 
 
 def render_bar(phase: str, done: int, total: int | None, note: str = "", width: int = 30) -> str:
-    """``phase [#######.......]  140/400  note`` (pure, for tests and the terminal)."""
+    """``phase [#######.......]  140/400  note``; ``phase 3`` without a total (``phase``
+    alone before anything is done).  Pure, for tests and the terminal."""
     if total:
         frac = min(1.0, max(0.0, done / total))
         filled = round(frac * width)
         bar = "[" + "#" * filled + "." * (width - filled) + "]"
         text = f"{phase} {bar} {done}/{total}"
-    else:
-        text = f"{phase} {done}"
+    else:  # a phase with no count: its name, then what it has done
+        text = f"{phase} {done}" if done else phase
     return f"{text}  {note}".rstrip()
 
 

@@ -53,6 +53,7 @@ async def test_sampler_accepts_async_probe_and_survives_errors():
 def test_render_bar():
     assert render_bar("storm", 5, 10, "back", width=10) == "storm [#####.....] 5/10  back"
     assert render_bar("wait", 3, None) == "wait 3"
+    assert render_bar("teardown", 0, None) == "teardown"  # not "teardown 0"
 
 
 def test_progress_on_a_pipe_is_throttled_but_shows_completion():
