@@ -27,11 +27,13 @@ from .stack import HandleView
 
 if TYPE_CHECKING:  # pragma: no cover
     from mock_broker.audit import AuditReport
+    from mock_broker.broker import BrokerHandle
     from mock_broker.fidelity import FidelityReport
     from sim.customer.client import TokenClient
     from sim.customer.fleet import Fleet
     from sim.harness.admin import AdminClient
     from sim.harness.stack import Part, StackConfig, StackHandle
+    from sim.shared.clock import ManualClock
 
 __all__ = [
     "SessionStack",
@@ -58,11 +60,15 @@ class SimStack(HandleView):
 
     def __init__(self, handle: StackHandle):
         self._handle = handle
-        self.clock = handle.manual_clock
 
     @property
     def handle(self) -> StackHandle:
         return self._handle
+
+    @property
+    def clock(self) -> ManualClock:
+        """The stack's manual clock (:class:`StackError` on a stack with another)."""
+        return self.handle.manual_clock
 
     @property
     def admin(self) -> AdminClient:
@@ -149,10 +155,17 @@ class SimStack(HandleView):
         ``(await stack.audit()).assert_clean()`` in a test."""
         from sim.harness.audit import with_authserver
 
+        return await with_authserver(self._broker().audit(), self.admin.authserver)
+
+    async def fidelity(self) -> FidelityReport:
+        """The broker's fidelity report (docs/fidelity.md)."""
+        return self._broker().fidelity()
+
+    def _broker(self) -> BrokerHandle:
         broker = self.handle.broker
         if broker is None:
-            raise RuntimeError("this stack runs no broker of its own: nothing to audit")
-        return await with_authserver(broker.audit(), self.admin.authserver)
+            raise StackError("this stack's broker is not running")
+        return broker
 
     async def metric(self, part: str, name: str, **labels: str) -> float:
         """Sum of the Prometheus samples ``name`` (or ``name_total``) of ``part``
@@ -336,6 +349,10 @@ class SessionStack(HandleView):
         """Run ``fn(handle)`` on the stack's loop (any lever of docs/stack.md)."""
         return self.background.call(fn, timeout)  # type: ignore[no-any-return]
 
+    def _lever(self, fn: Callable[[SimStack], Awaitable[T]], timeout: float = 30.0) -> T:
+        """One of :class:`SimStack`'s levers, run on the stack's loop."""
+        return self.call(lambda h: fn(SimStack(h)), timeout)
+
     def create_account(
         self,
         client_id: str,
@@ -345,57 +362,38 @@ class SessionStack(HandleView):
         *,
         enabled: bool = True,
     ) -> None:
-        from sim.harness.admin import ClientAccount
-
-        account = ClientAccount(client_id, secret, tuple(resources), actions, enabled)
-        self.call(lambda h: h.admin.appserver.import_accounts([account]))
+        self._lever(
+            lambda s: s.create_account(client_id, secret, resources, actions, enabled=enabled)
+        )
 
     def disable_account(self, client_id: str) -> None:
-        self.call(lambda h: h.admin.appserver.disable_account(client_id))
+        self._lever(lambda s: s.disable_account(client_id))
 
     def delete_account(self, client_id: str) -> None:
-        self.call(lambda h: h.admin.appserver.delete_account(client_id))
+        self._lever(lambda s: s.delete_account(client_id))
 
     def add_fault(self, **fault: Any) -> str:
-        fault.setdefault("probability", 1.0)
-        return self.call(lambda h: h.admin.authserver.add_fault(fault))
+        return self._lever(lambda s: s.add_fault(**fault))
 
     def clear_faults(self) -> None:
-        self.call(lambda h: h.admin.authserver.clear_faults())
+        self._lever(lambda s: s.clear_faults())
 
     def kick_all(self) -> int:
-        return self.call(lambda h: h.kick_all())
+        return self._lever(lambda s: s.kick_all())
 
     def restart(self, part: Part) -> None:
-        self.call(lambda h: h.restart(part), timeout=60.0)
+        self._lever(lambda s: s.restart(part), timeout=60.0)
 
     def metric(self, part: str, name: str, **labels: str) -> float:
-        async def read(h: StackHandle) -> float:
-            api = h.admin.authserver if part == "authserver" else h.admin.appserver
-            return (await api.metrics()).total(name, **labels)
-
-        return self.call(read)
+        return self._lever(lambda s: s.metric(part, name, **labels))
 
     def audit(self) -> AuditReport:
         """The device audit (docs/your-appserver.md), as :meth:`SimStack.audit`."""
-        from sim.harness.audit import with_authserver
-
-        async def read(h: StackHandle) -> AuditReport:
-            if h.broker is None:
-                raise StackError("the session stack's broker is not running")
-            return await with_authserver(h.broker.audit(), h.admin.authserver)
-
-        return self.call(read)
+        return self._lever(lambda s: s.audit())
 
     def fidelity(self) -> FidelityReport:
         """The broker's fidelity report (docs/fidelity.md)."""
-
-        async def read(h: StackHandle) -> FidelityReport:
-            if h.broker is None:
-                raise StackError("the session stack's broker is not running")
-            return h.broker.fidelity()
-
-        return self.call(read)
+        return self._lever(lambda s: s.fidelity())
 
 
 @contextlib.contextmanager

@@ -164,6 +164,10 @@ def test_profile_option_marker_session_stack_and_kept_data(tmp_path: Path) -> No
                     assert SEEN[-1] == mqtt_session_stack.broker_url
                     assert mqtt_session_stack.metric("appserver", "appserver_token_requests") >= 1
                     assert mqtt_session_stack.fidelity().profile == "mqtt"
+                    assert mqtt_session_stack.audit().clean
+                    s = mqtt_session_stack
+                    assert s.add_fault(operation="apply", kind="outage", seconds=60)
+                    s.clear_faults()
 
                 def test_kept(tmp_path_factory):
                     assert open(SEEN[0] + "/x").read() == "kept"
