@@ -12,101 +12,37 @@ gets notice 3).  The latency from the revocation to the broker is measured and r
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from mock_authserver.config import AuthServerConfig
-from mock_authserver.ratelimit import RateLimits
-from mock_authserver.runner import AuthServerHandle, run_authserver
-from mock_broker.authority import TokenAuthority
 from mock_broker.broker import run_broker
 from mock_broker.config import BrokerConfig
-from mock_broker.follower import RETRY_CAP_S, FeedFollower
+from mock_broker.follower import RETRY_CAP_S
 from sim.shared.clock import ManualClock
 from sim.shared.protocol import TokenType, build_token_password
 
 from .authapi import apply_token, revoke_token
 from .conftest import USER, connect_raw, until
-from .rawmqtt import PUBLISH, RawClient
+from .outage import OUTAGE_RETRIES, authserver, outage_rig, revocation_after_outage
+from .rawmqtt import RawClient
 
 pytestmark = pytest.mark.timeout(90)
-
-OUTAGE_RETRIES = 12  # how long the AuthServer stays down, in the follower's own retries
-
-
-# The provider lets an account revoke one token a minute on the legacy API (SPEC §3b);
-# these tests are about the broker, and revoke twenty in a row.
-_LIMITS = RateLimits().with_overrides({"legacy_revoke": "off"})
-
-
-@asynccontextmanager
-async def authserver(
-    data_dir: Path, clock: ManualClock, port: int = 0
-) -> AsyncIterator[AuthServerHandle]:
-    config = AuthServerConfig(data_dir=data_dir, port=port, rate_limits=_LIMITS)
-    async with run_authserver(config, clock=clock) as handle:
-        yield handle
-
-
-def recording_sleep(waits: list[float]) -> Callable[[float], object]:
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        await asyncio.sleep(seconds)
-
-    return sleep
 
 
 async def test_a_revocation_right_after_an_outage_reaches_the_broker_at_once(
     tmp_path: Path, clock: ManualClock, record_property: Callable[[str, object], None]
 ) -> None:
-    data_dir = tmp_path / "auth"
-    loop = asyncio.get_running_loop()
-    waits: list[float] = []
-    authority = TokenAuthority()
-    async with AsyncExitStack() as stack:
-        down = AsyncExitStack()
-        auth = await down.enter_async_context(authserver(data_dir, clock))
-        port = auth.port
-        follower = FeedFollower(
-            auth.url, authority, clock=clock, poll_timeout=30, sleep=recording_sleep(waits)
-        )  # type: ignore[arg-type]
-        stack.push_async_callback(follower.stop)
-        assert await follower.start(wait=10)
-        broker = await stack.enter_async_context(
-            run_broker(BrokerConfig(port=0, profile="mqtt"), clock, authority=authority)
-        )
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        expire_ms = clock.now_ms() + 3_600_000
-        token = await apply_token(http, auth.url, expire_ms)
-        client = await connect_raw(
-            broker.port, "GID_outage@@@dev", build_token_password({TokenType.RW: token})
-        )
-        assert await client.subscribe(("a/x", 1)) == [1]
-
-        await down.aclose()  # the outage: as long as the follower takes to retry 12 times
-        await until(lambda: len(waits) >= OUTAGE_RETRIES, within=30)
-        auth = await stack.enter_async_context(authserver(data_dir, clock, port))
-        retries_before_return = len(waits)
-        started = loop.time()
-        await revoke_token(http, auth.url, token)
-        seq = auth.engine.seq
-        await until(lambda: authority.seq >= seq, within=30)
-        latency = loop.time() - started
-        notice = await client.expect(PUBLISH, within=10)
-        assert (notice.topic, json.loads(notice.payload)) == (
-            "$SYS/tokenInvalidNotice",
-            {"code": 3, "type": "RW"},
-        )
-        print(f"\nrevocation after an outage ({OUTAGE_RETRIES} retries) took {latency:.3f} s")
-        record_property("revocation_after_outage_s", round(latency, 4))
-        assert max(waits) <= RETRY_CAP_S  # never a longer wait, however long the outage
-        assert len(waits) - retries_before_return <= 2  # back within two retries
+    config = BrokerConfig(port=0, profile="mqtt")
+    async with outage_rig(tmp_path / "auth", clock, config) as rig:
+        r = await revocation_after_outage(rig, "GID_outage@@@dev", "a/+,b/#", "a/x")
+    print(f"\nrevocation after an outage ({OUTAGE_RETRIES} retries) took {r.latency_s:.3f} s")
+    record_property("revocation_after_outage_s", round(r.latency_s, 4))
+    assert max(rig.waits) <= RETRY_CAP_S  # never a longer wait, however long the outage
+    assert r.retries_after_return <= 2  # back within two retries
 
 
 async def test_a_restarted_broker_accepts_no_token_before_its_bootstrap(
