@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from sim.harness.stack import StackHandle
+from tests.clirun import cli_async
 
 from ..check.conftest import foreign_appserver
 from .conftest import audited_stack, metrics_url, need_mosquitto_clients
@@ -59,20 +59,7 @@ async def sh(script: str, **env: str) -> tuple[int, str]:
 
 
 async def audit_cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sim.harness.cli",
-        "--log-level",
-        "WARNING",
-        "audit",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await cli_async("--log-level", "WARNING", "audit", *args)
 
 
 async def ask_once(url: str, device: str, key: str, topics: list[str]) -> dict[str, str]:

@@ -4,33 +4,18 @@ system clock, as a user's AppServer does."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from sim.shared.clock import SystemClock
+from tests.clirun import cli_async
 
 from .conftest import ADAPTER, foreign_appserver, stack
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sim",
-        "--log-level",
-        "WARNING",
-        "check",
-        "appserver",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 110)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await cli_async("--log-level", "WARNING", "check", "appserver", *args, within=110)
 
 
 async def test_a_full_run_on_the_system_clock_writes_every_report(tmp_path: Path) -> None:

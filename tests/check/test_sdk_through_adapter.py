@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from sim.customer.fleet import Fleet, FleetConfig
 from sim.harness.stack import StackHandle
 from sim.shared.clock import SystemClock
 from sim.shared.devaccount import DEV_INSTANCE
+from tests.clirun import cli_async
 
 from .conftest import ADAPTER, foreign_appserver, stack
 
@@ -85,15 +85,10 @@ def test_a_fleet_needs_the_adapters_clients() -> None:
 async def test_fleet_cli_refuses_a_bad_adapter_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[request]\nurl = 3\n")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sim", "fleet", "--clients", "1", "--adapter", str(bad),
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 2
+    status, _, err = await cli_async("fleet", "--clients", "1", "--adapter", str(bad))
+    assert status == 2
     assert (
-        err.decode()
-        == f"mqtt-token-sim fleet: {bad}:2: [request] url: must be a string, got an integer\n"
+        err == f"mqtt-token-sim fleet: {bad}:2: [request] url: must be a string, got an integer\n"
     )
 
 

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
+from tests.clirun import cli
 
-def cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``mqtt-token-sim ARGS`` (``python -m sim``) to its end."""
-    return subprocess.run(
-        [sys.executable, "-m", "sim", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        check=False,
-    )
+__all__ = ["cli", "one_line", "taken_port"]
 
 
 def one_line(proc: subprocess.CompletedProcess[str], status: int) -> str:

@@ -4,7 +4,6 @@ AuthServer and broker the run starts (docs/scenarios.md "Your AppServer")."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
@@ -20,6 +19,7 @@ from scenarios.base import ScenarioParams, run_scenario
 from scenarios.env import AppServerTarget
 from scenarios.report import ScenarioReport
 from sim.customer.adapter import load_adapter
+from tests.clirun import cli_async
 from tests.foreign_appserver.launch import ADAPTER, running
 
 
@@ -162,10 +162,7 @@ def test_cli_adapter_mistakes_exit_two(args: list[str], message: str) -> None:
 async def test_cli_runs_a_scenario_against_your_appserver(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     async with foreign_appserver(tmp_path, "--no-cache") as foreign:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "sim",
+        status, stdout, stderr = await cli_async(
             "run",
             "cache-reuse",
             "--clients",
@@ -181,11 +178,9 @@ async def test_cli_runs_a_scenario_against_your_appserver(tmp_path: Path) -> Non
             f"appserver_restart_cmd={foreign.restart_cmd}",
             "--report",
             str(out),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            within=120,
         )
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 1, stderr.decode()[-2000:]
-    assert "[FAIL] empty_stores: no upstream applies" in stdout.decode()
+    assert status == 1, stderr[-2000:]
+    assert "[FAIL] empty_stores: no upstream applies" in stdout
     doc = json.loads(out.read_text())
     assert doc["passed"] is False and "through the adapter" in doc["params"]["appserver"]
