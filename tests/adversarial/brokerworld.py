@@ -17,7 +17,6 @@ through its feed, as in production.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import random
@@ -33,6 +32,7 @@ from mock_broker.config import BrokerConfig
 from sim.shared.clock import ManualClock
 from sim.shared.protocol import TokenType, actions_of, build_username, signature_password
 from sim.shared.protocol.tokens import TokenClaims, TokenCodec, new_key
+from sim.shared.waiting import wait_until
 
 PARENT_TOPICS = ("dev", "demo", "test", "fleet", "devices", "locust", "bench", "rawrate")
 
@@ -94,11 +94,10 @@ class BrokerWorld:
     async def synced(self) -> None:
         """Until the broker has every event of the AuthServer's feed (a deadline, not a
         pace: the feed is a long poll that answers at once)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while self.broker.authority.seq < self.auth.engine.seq:
-            assert loop.time() < deadline, "the broker did not follow the feed"
-            await asyncio.sleep(0.01)
+        authority, engine = self.broker.authority, self.auth.engine
+        await wait_until(
+            lambda: authority.seq >= engine.seq, timeout=10, what="the broker to follow the feed"
+        )
 
 
 def _foreign(kid: str, kind: TokenType) -> str:
